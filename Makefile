@@ -1,0 +1,66 @@
+# Fornax. `make help` lists the targets.
+
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+.DEFAULT_GOAL := help
+
+BIN := $(CURDIR)/bin
+export FORNAX_BIN := $(BIN)
+# controller-runtime's envtest finds the same pinned binaries here.
+export KUBEBUILDER_ASSETS := $(BIN)
+
+GO ?= go
+# Integration tests start real clusters; a whole run takes a few minutes on 2 cores.
+TEST_TIMEOUT ?= 45m
+TEST_FLAGS ?=
+BENCH_FLAGS ?= -benchtime=5x
+
+PRODUCT_BINS := fornaxctl
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n\n"} /^[a-zA-Z_-]+:.*##/ { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
+
+.PHONY: tools
+tools: ## Build the pinned Kubernetes, etcd, kine, kwok and controller-gen binaries into bin/ (cold: ~15 min).
+	@hack/tools/build.sh
+
+.PHONY: generate
+generate: ## Regenerate deepcopy code and CRDs from api/ with controller-gen.
+	@hack/tools/build.sh controller-gen >/dev/null
+	@hack/generate.sh
+
+.PHONY: verify-generate
+verify-generate: ## Fail if generated files are out of date with api/.
+	@hack/tools/build.sh controller-gen >/dev/null
+	@hack/generate.sh --verify
+
+.PHONY: build
+build: ## Build Fornax's binaries into bin/.
+	@$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(PRODUCT_BINS))
+
+.PHONY: lint
+lint: ## gofmt and go vet.
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	@$(GO) vet ./...
+
+.PHONY: test
+test: tools verify-generate lint ## Build what is needed and run every test (real clusters; ~10 min).
+	@$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
+
+.PHONY: bench
+bench: tools ## Run the benchmarks (cluster start time and memory, ...).
+	@$(GO) test -run '^$$' -bench . $(BENCH_FLAGS) -timeout 60m ./...
+
+.PHONY: demo
+demo: tools build ## Start a local root and three edge clusters (one K3s-style) and print them.
+	@$(BIN)/fornaxctl demo up
+
+.PHONY: demo-down
+demo-down: ## Stop and remove the demo clusters.
+	@if [ -x $(BIN)/fornaxctl ]; then $(BIN)/fornaxctl demo down; else $(GO) run ./cmd/fornaxctl demo down; fi
+
+.PHONY: clean
+clean: ## Remove bin/ (the tool cache in ~/.cache/fornax stays).
+	rm -rf $(BIN)
