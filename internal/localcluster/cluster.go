@@ -657,3 +657,25 @@ func ignoreAlreadyExists(err error) error {
 	}
 	return err
 }
+
+// RSS returns the resident memory of each running process of the cluster, in
+// bytes, by component name.
+func (c *Cluster) RSS() (map[string]uint64, error) {
+	out := map[string]uint64{}
+	for name, pid := range c.Components() {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			return nil, fmt.Errorf("reading memory of %s: %w", name, err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" {
+				kb, err := strconv.ParseUint(f[1], 10, 64)
+				if err != nil {
+					return nil, fmt.Errorf("parsing memory of %s: %w", name, err)
+				}
+				out[name] = kb * 1024
+			}
+		}
+	}
+	return out, nil
+}

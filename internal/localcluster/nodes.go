@@ -70,6 +70,10 @@ func (c *Cluster) createNodes(ctx context.Context, g NodeGroup) error {
 		corev1.ResourceMemory: resource.MustParse("64Gi"),
 		corev1.ResourcePods:   resource.MustParse("110"),
 	}
+	_, idx, err := c.group(g.Name)
+	if err != nil {
+		return err
+	}
 	for i := range g.Count {
 		name := fmt.Sprintf("%s-%d", g.Name, i)
 		l := map[string]string{"kubernetes.io/hostname": name}
@@ -85,6 +89,12 @@ func (c *Cluster) createNodes(ctx context.Context, g NodeGroup) error {
 			Status: corev1.NodeStatus{
 				Capacity:    capacity,
 				Allocatable: capacity,
+				// One address per node: kwok would give every node of a group
+				// its --node-ip.
+				Addresses: []corev1.NodeAddress{
+					{Type: corev1.NodeInternalIP, Address: fmt.Sprintf("10.243.%d.%d", idx%250, i%250+1)},
+					{Type: corev1.NodeHostName, Address: name},
+				},
 				NodeInfo: corev1.NodeSystemInfo{
 					KubeletVersion: kubelet, OperatingSystem: "linux", Architecture: "amd64",
 					ContainerRuntimeVersion: "kwok",
@@ -119,7 +129,6 @@ func (c *Cluster) StartNodeGroup(ctx context.Context, name string) error {
 		"--node-lease-duration-seconds", fmt.Sprint(nodeLeaseSeconds),
 		// Pod IPs differ per group so that pods on different nodes never share one.
 		"--cidr", fmt.Sprintf("10.244.%d.0/24", idx%250),
-		"--node-ip", fmt.Sprintf("10.243.%d.1", idx%250),
 		"--server-address", "",
 	)
 	if err != nil {
