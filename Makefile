@@ -40,10 +40,12 @@ build: ## Build Fornax's binaries into bin/.
 	@$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(PRODUCT_BINS))
 
 .PHONY: lint
-lint: ## gofmt and go vet.
-	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*')); \
+lint: ## gofmt, go vet and golangci-lint (.golangci.yml).
+	@hack/tools/build.sh golangci-lint >/dev/null
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './bin/*' -not -path './.fornax/*')); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	@$(GO) vet ./...
+	@$(BIN)/golangci-lint run ./...
 
 .PHONY: test
 test: tools verify-generate lint ## Build what is needed and run every test (real clusters; ~10 min).

@@ -33,8 +33,9 @@ declare -A spec=(
   [kine]="kine|github.com/k3s-io/kine|0"
   [kwok]="kwok|sigs.k8s.io/kwok/cmd/kwok|0"
   [controller-gen]="controller-gen|sigs.k8s.io/controller-tools/cmd/controller-gen|0"
+  [golangci-lint]="golangci-lint|github.com/golangci/golangci-lint/v2/cmd/golangci-lint|0"
 )
-order=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kine kwok controller-gen)
+order=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kine kwok controller-gen golangci-lint)
 
 die() { echo "build.sh: $*" >&2; exit 1; }
 

@@ -554,7 +554,7 @@ func (c *Cluster) waitReady(ctx context.Context, p *process, check func(context.
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for %s to be ready (log: %s): last check: %v: %w", p.name, p.logPath, last, ctx.Err())
+			return fmt.Errorf("waiting for %s to be ready (log: %s): last check: %w: %w", p.name, p.logPath, last, ctx.Err())
 		case <-tick.C:
 		}
 	}

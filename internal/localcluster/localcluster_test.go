@@ -22,14 +22,9 @@ import (
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	// Leak check: nothing this test binary started may outlive it.
-	left, err := localcluster.FindProcesses("", os.Getpid())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "leak check:", err)
-		code = 1
-	}
-	for _, p := range left {
-		fmt.Fprintf(os.Stderr, "leak check: process %d still running: %v\n", p.PID, p.Args)
+	// Nothing this test binary started may outlive it.
+	if err := localcluster.CheckNoLeaks(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		code = 1
 	}
 	os.Exit(code)

@@ -3,7 +3,6 @@ package localcluster
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -99,7 +98,7 @@ func (p *process) exited() bool {
 
 // exitError describes why the process exited, with the end of its log.
 func (p *process) exitError() error {
-	return fmt.Errorf("%s exited (%v); last lines of %s:\n%s", p.name, p.err, p.logPath, tail(p.logPath, 15))
+	return fmt.Errorf("%s exited (%w); last lines of %s:\n%s", p.name, p.err, p.logPath, tail(p.logPath, 15))
 }
 
 // stop sends SIGTERM to the process group, then SIGKILL after the grace
@@ -285,4 +284,19 @@ func (s *processSet) firstExited() error {
 	return nil
 }
 
-var errStopped = errors.New("cluster stopped")
+// CheckNoLeaks returns an error naming every process the harness started for
+// this process that is still running. Test binaries call it after their tests.
+func CheckNoLeaks() error {
+	left, err := FindProcesses("", os.Getpid())
+	if err != nil {
+		return fmt.Errorf("leak check: %w", err)
+	}
+	if len(left) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	for _, p := range left {
+		fmt.Fprintf(&b, "\n  pid %d: %s", p.PID, strings.Join(p.Args, " "))
+	}
+	return fmt.Errorf("leak check: %d processes still running:%s", len(left), b.String())
+}
