@@ -348,6 +348,7 @@ func (c *Cluster) startDatastore(ctx context.Context, port, peerPort int) (strin
 		}
 		p, err = c.run("kine", BinKine,
 			"--listen-address", hostPort(host, port),
+			"--metrics-bind-address", "0", // default :8080 would clash between clusters
 			"--endpoint", "sqlite://"+filepath.Join(dbDir, "state.db")+"?_journal_mode=WAL&_busy_timeout=30000&cache=shared",
 		)
 		check = func(ctx context.Context) error { return dialOnce(ctx, hostPort(host, port)) }
