@@ -27,12 +27,12 @@ tools: ## Build the pinned Kubernetes, etcd, kine, kwok and controller-gen binar
 
 .PHONY: generate
 generate: ## Regenerate deepcopy code and CRDs from api/ with controller-gen.
-	@hack/tools/build.sh controller-gen >/dev/null
+	@hack/tools/build.sh controller-gen buf protoc-gen-go protoc-gen-go-grpc >/dev/null
 	@hack/generate.sh
 
 .PHONY: verify-generate
 verify-generate: ## Fail if generated files are out of date with api/.
-	@hack/tools/build.sh controller-gen >/dev/null
+	@hack/tools/build.sh controller-gen buf protoc-gen-go protoc-gen-go-grpc >/dev/null
 	@hack/generate.sh --verify
 
 .PHONY: build

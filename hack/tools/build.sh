@@ -34,8 +34,11 @@ declare -A spec=(
   [kwok]="kwok|sigs.k8s.io/kwok/cmd/kwok|0"
   [controller-gen]="controller-gen|sigs.k8s.io/controller-tools/cmd/controller-gen|0"
   [golangci-lint]="golangci-lint|github.com/golangci/golangci-lint/v2/cmd/golangci-lint|0"
+  [buf]="buf|github.com/bufbuild/buf/cmd/buf|0"
+  [protoc-gen-go]="protoc-gen-go|google.golang.org/protobuf/cmd/protoc-gen-go|0"
+  [protoc-gen-go-grpc]="protoc-gen-go-grpc|google.golang.org/grpc/cmd/protoc-gen-go-grpc|0"
 )
-order=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kine kwok controller-gen golangci-lint)
+order=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kine kwok controller-gen golangci-lint buf protoc-gen-go protoc-gen-go-grpc)
 
 die() { echo "build.sh: $*" >&2; exit 1; }
 
