@@ -15,7 +15,7 @@ TEST_TIMEOUT ?= 45m
 TEST_FLAGS ?=
 BENCH_FLAGS ?= -benchtime=5x
 
-PRODUCT_BINS := fornaxctl
+PRODUCT_BINS := fornaxctl fornaxd
 
 .PHONY: help
 help: ## Show this help.

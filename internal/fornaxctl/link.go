@@ -1,0 +1,473 @@
+package fornaxctl
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/duration"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
+	"github.com/fornax-edge/fornax/internal/bootstrap"
+	"github.com/fornax-edge/fornax/internal/certs"
+	"github.com/fornax-edge/fornax/internal/hub"
+	"github.com/fornax-edge/fornax/internal/install"
+	"github.com/fornax-edge/fornax/internal/join"
+)
+
+// clusterFlags are the flags every command that talks to a cluster has.
+type clusterFlags struct {
+	kubeconfig string
+	namespace  string
+}
+
+func (f *clusterFlags) add(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to act on (default: $KUBECONFIG or ~/.kube/config)")
+	cmd.Flags().StringVarP(&f.namespace, "namespace", "n", hub.DefaultNamespace, "namespace of Fornax's own objects")
+}
+
+func (f *clusterFlags) config() (*rest.Config, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if f.kubeconfig != "" {
+		rules.ExplicitPath = f.kubeconfig
+	}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("loading kubeconfig: %w (give --kubeconfig)", err)
+	}
+	return cfg, nil
+}
+
+func (f *clusterFlags) clients() (*rest.Config, kubernetes.Interface, client.Client, error) {
+	cfg, err := f.config()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	scheme := runtime.NewScheme()
+	if err := edgev1alpha1.AddToScheme(scheme); err != nil {
+		return nil, nil, nil, err
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return cfg, kube, c, nil
+}
+
+func newInitCommand() *cobra.Command {
+	var f clusterFlags
+	var endpoint, name string
+	cmd := &cobra.Command{
+		Use:   "init",
+		Short: "Prepare this cluster to be a Fornax parent (CRDs, hub CA)",
+		Long: `init installs Fornax's CRDs and admission policy, and creates the hub CA (Secret
+fornax-system/fornax-hub-ca) unless it exists: an existing CA is kept, so running
+init again never cuts off joined children. Then start fornaxd with --listen.`,
+		Example: `  fornaxctl init --kubeconfig root.kubeconfig --cluster-name root --endpoint hub.example.com:7443`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			out := cmd.OutOrStdout()
+			cfg, kube, _, err := f.clients()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(out, "Installing Fornax's CRDs and admission policy")
+			if err := install.API(ctx, cfg); err != nil {
+				return err
+			}
+			ca, created, err := ensureCA(ctx, kube, f.namespace, name)
+			if err != nil {
+				return err
+			}
+			if err := ensureHubConfig(ctx, kube, f.namespace, name, endpoint); err != nil {
+				return err
+			}
+			verb := "Kept the existing"
+			if created {
+				verb = "Created the"
+			}
+			fmt.Fprintf(out, "%s hub CA: %s\n", verb, certs.Hash(ca.Cert))
+			port := "7443"
+			if i := strings.LastIndex(endpoint, ":"); i >= 0 {
+				port = endpoint[i+1:]
+			}
+			fmt.Fprintf(out, "\nNext:\n  1. start the hub:  fornaxd --kubeconfig <this cluster> --cluster-name %s --listen :%s\n  2. create a join token:  fornaxctl token create\n", name, port)
+			if endpoint == "" {
+				fmt.Fprintln(out, "\nNo --endpoint given: 'token create' will need --endpoint to print a complete join command.")
+			}
+			return nil
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().StringVar(&endpoint, "endpoint", "", "host:port where children reach this cluster's fornaxd (printed in join commands)")
+	cmd.Flags().StringVar(&name, "cluster-name", "root", "this cluster's name in the tree")
+	return cmd
+}
+
+func ensureNamespace(ctx context.Context, kube kubernetes.Interface, ns string) error {
+	_, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("creating namespace %s: %w", ns, err)
+	}
+	return nil
+}
+
+func ensureCA(ctx context.Context, kube kubernetes.Interface, ns, name string) (*certs.CA, bool, error) {
+	if err := ensureNamespace(ctx, kube, ns); err != nil {
+		return nil, false, err
+	}
+	if s, err := kube.CoreV1().Secrets(ns).Get(ctx, hub.CASecret, metav1.GetOptions{}); err == nil {
+		ca, err := certs.LoadCA(s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey])
+		return ca, false, err
+	} else if !apierrors.IsNotFound(err) {
+		return nil, false, fmt.Errorf("reading the hub CA: %w", err)
+	}
+	ca, err := certs.NewCA("fornax-hub-ca-"+name, 10*365*24*time.Hour)
+	if err != nil {
+		return nil, false, err
+	}
+	keyPEM, err := ca.KeyPEM()
+	if err != nil {
+		return nil, false, err
+	}
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: hub.CASecret, Namespace: ns, Labels: map[string]string{"app.kubernetes.io/part-of": "fornax"}},
+		Type:       corev1.SecretTypeTLS,
+		Data:       map[string][]byte{corev1.TLSCertKey: ca.CertPEM(), corev1.TLSPrivateKeyKey: keyPEM},
+	}
+	if _, err := kube.CoreV1().Secrets(ns).Create(ctx, s, metav1.CreateOptions{}); err != nil {
+		return nil, false, fmt.Errorf("storing the hub CA: %w", err)
+	}
+	return ca, true, nil
+}
+
+func ensureHubConfig(ctx context.Context, kube kubernetes.Interface, ns, name, endpoint string) error {
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Name: hub.ConfigMap, Namespace: ns, Labels: map[string]string{"app.kubernetes.io/part-of": "fornax"}},
+		Data:       map[string]string{"cluster-name": name, "endpoint": endpoint},
+	}
+	_, err := kube.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{})
+	if apierrors.IsAlreadyExists(err) {
+		_, err = kube.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{})
+	}
+	if err != nil {
+		return fmt.Errorf("storing the hub settings: %w", err)
+	}
+	return nil
+}
+
+func newTokenCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "token", Short: "Manage join tokens at a parent"}
+	var f clusterFlags
+	var ttl time.Duration
+	var uses int
+	var endpoint, desc string
+	create := &cobra.Command{
+		Use:   "create",
+		Short: "Create an expiring join token and print the join command",
+		Example: `  fornaxctl token create --ttl 1h
+  fornaxctl token create --uses 10 --description "stores in Bavaria"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			_, kube, _, err := f.clients()
+			if err != nil {
+				return err
+			}
+			s, err := kube.CoreV1().Secrets(f.namespace).Get(ctx, hub.CASecret, metav1.GetOptions{})
+			if err != nil {
+				return fmt.Errorf("reading the hub CA: %w; run 'fornaxctl init' in this cluster first", err)
+			}
+			ca, err := certs.ParseCertPEM(s.Data[corev1.TLSCertKey])
+			if err != nil {
+				return fmt.Errorf("the hub CA Secret is damaged: %w", err)
+			}
+			if endpoint == "" {
+				if cm, err := kube.CoreV1().ConfigMaps(f.namespace).Get(ctx, hub.ConfigMap, metav1.GetOptions{}); err == nil {
+					endpoint = cm.Data["endpoint"]
+				}
+			}
+			token, t, err := bootstrap.Create(ctx, kube, f.namespace, ttl, uses, desc)
+			if err != nil {
+				return err
+			}
+			if endpoint == "" {
+				endpoint = "<parent host:port>"
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "Token %s valid until %s for %d join(s). In the child cluster, run:\n", t.ID, t.Expires.Format(time.RFC3339), t.UsesRemaining)
+			fmt.Fprintf(cmd.OutOrStdout(), "fornaxctl join --parent %s --token %s --ca-hash %s --name <CLUSTER-NAME>\n", endpoint, token, certs.Hash(ca))
+			return nil
+		},
+	}
+	f.add(create)
+	create.Flags().DurationVar(&ttl, "ttl", 24*time.Hour, "how long the token stays valid")
+	create.Flags().IntVar(&uses, "uses", 1, "how many clusters may join with it")
+	create.Flags().StringVar(&endpoint, "endpoint", "", "host:port of this cluster's fornaxd for the join command (default: from 'fornaxctl init')")
+	create.Flags().StringVar(&desc, "description", "", "what the token is for")
+
+	var lf clusterFlags
+	list := &cobra.Command{
+		Use: "list", Short: "List join tokens (never their secrets)", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, kube, _, err := lf.clients()
+			if err != nil {
+				return err
+			}
+			tokens, err := bootstrap.List(cmd.Context(), kube, lf.namespace)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tEXPIRES\tUSES-LEFT\tDESCRIPTION")
+			for _, t := range tokens {
+				exp := t.Expires.Format(time.RFC3339)
+				if time.Now().After(t.Expires) {
+					exp += " (expired)"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", t.ID, exp, t.UsesRemaining, t.Description)
+			}
+			return tw.Flush()
+		},
+	}
+	lf.add(list)
+	var df clusterFlags
+	del := &cobra.Command{
+		Use: "delete ID", Short: "Delete a join token", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, kube, _, err := df.clients()
+			if err != nil {
+				return err
+			}
+			if err := bootstrap.Delete(cmd.Context(), kube, df.namespace, args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "token %s deleted\n", args[0])
+			return nil
+		},
+	}
+	df.add(del)
+	cmd.AddCommand(create, list, del)
+	return cmd
+}
+
+func newJoinCommand() *cobra.Command {
+	var f clusterFlags
+	var req join.Request
+	var labels []string
+	cmd := &cobra.Command{
+		Use:   "join",
+		Short: "Join this cluster to a parent with a token",
+		Long: `join presents a token to the parent's fornaxd over TLS pinned to the parent's CA
+hash, receives a client certificate naming this cluster, and stores it as the
+Secret fornax-system/fornax-agent in this cluster. It also installs Fornax's CRDs
+here, so this cluster can later be a parent itself. Then start fornaxd in this
+cluster: its agent role connects to the parent.`,
+		Example: `  fornaxctl join --kubeconfig edge.kubeconfig --parent hub.example.com:7443 \
+    --token abcdef.0123456789abcdef --ca-hash sha256:... --name berlin-3 \
+    --labels topology.fornax.io/region=eu,topology.fornax.io/site=berlin-3`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx := cmd.Context()
+			out := cmd.OutOrStdout()
+			if req.Parent == "" || req.Token == "" || req.CAHash == "" || req.Name == "" {
+				return fmt.Errorf("--parent, --token, --ca-hash and --name are required: copy the command printed by 'fornaxctl token create' at the parent")
+			}
+			l, err := parseLabels(labels)
+			if err != nil {
+				return err
+			}
+			req.Labels = l
+			cfg, kube, _, err := f.clients()
+			if err != nil {
+				return err
+			}
+			uid, err := join.ClusterUID(ctx, kube)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(out, "Joining %s to the parent at %s\n", req.Name, req.Parent)
+			creds, err := join.Join(ctx, req, uid)
+			if err != nil {
+				return err
+			}
+			if err := join.Save(ctx, kube, f.namespace, creds); err != nil {
+				return err
+			}
+			if err := install.API(ctx, cfg); err != nil {
+				return fmt.Errorf("joined, but installing Fornax's CRDs here failed: %w", err)
+			}
+			fmt.Fprintf(out, "Joined: %s is a child of %s. Start fornaxd in this cluster to connect:\n  fornaxd --kubeconfig <this cluster>\n", req.Name, creds.ParentName)
+			return nil
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().StringVar(&req.Parent, "parent", "", "host:port of the parent's fornaxd")
+	cmd.Flags().StringVar(&req.Token, "token", "", "join token from 'fornaxctl token create'")
+	cmd.Flags().StringVar(&req.CAHash, "ca-hash", "", "the parent's CA hash, sha256:<hex>, from 'fornaxctl token create'")
+	cmd.Flags().StringVar(&req.Name, "name", "", "this cluster's name in the tree (unique, a DNS label)")
+	cmd.Flags().StringSliceVar(&labels, "labels", nil, "labels for this cluster's EdgeCluster, k=v,k=v (topology: region, site, org, ...)")
+	return cmd
+}
+
+func parseLabels(kvs []string) (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range kvs {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("label %q is not key=value", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
+}
+
+func newGetCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "get", Short: "Show Fornax objects"}
+	var f clusterFlags
+	var output string
+	clusters := &cobra.Command{
+		Use:     "clusters",
+		Aliases: []string{"cluster", "ec"},
+		Short:   "List the clusters below this one",
+		Example: `  fornaxctl get clusters
+  fornaxctl get clusters -o yaml`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, _, c, err := f.clients()
+			if err != nil {
+				return err
+			}
+			list := &edgev1alpha1.EdgeClusterList{}
+			if err := c.List(cmd.Context(), list); err != nil {
+				return fmt.Errorf("listing EdgeClusters: %w (is this a Fornax cluster? run 'fornaxctl init')", err)
+			}
+			sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Status.Path < list.Items[j].Status.Path })
+			return printClusters(cmd.OutOrStdout(), list, output, time.Now())
+		},
+	}
+	f.add(clusters)
+	clusters.Flags().StringVarP(&output, "output", "o", "table", "table, wide, yaml or json")
+	cmd.AddCommand(clusters)
+	return cmd
+}
+
+func printClusters(out io.Writer, list *edgev1alpha1.EdgeClusterList, output string, now time.Time) error {
+	switch output {
+	case "yaml":
+		b, err := yaml.Marshal(list)
+		if err != nil {
+			return err
+		}
+		_, err = out.Write(b)
+		return err
+	case "json":
+		b, err := json.MarshalIndent(list, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(out, string(b))
+		return err
+	case "table", "wide", "":
+	default:
+		return fmt.Errorf("unknown output format %q: use table, wide, yaml or json", output)
+	}
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	head := "NAME\tPARENT\tSTATUS\tDISTRO\tVERSION\tNODES\tLAST-SEEN\tAGE"
+	if output == "wide" {
+		head += "\tPATH\tREADY-REASON"
+	}
+	fmt.Fprintln(tw, head)
+	for _, ec := range list.Items {
+		st := ec.Status
+		status := string(st.State)
+		if status == "" {
+			status = "Pending"
+		}
+		if r := meta.FindStatusCondition(st.Conditions, edgev1alpha1.EdgeClusterReady); r != nil && st.State == edgev1alpha1.StateConnected {
+			if r.Status == metav1.ConditionTrue {
+				status = "Ready"
+			} else {
+				status = "NotReady"
+			}
+		}
+		nodes := "-"
+		if st.Nodes != nil {
+			nodes = fmt.Sprintf("%d/%d", st.Nodes.Ready, st.Nodes.Total)
+		}
+		seen := "-"
+		if st.LastHeartbeatTime != nil {
+			seen = duration.HumanDuration(now.Sub(st.LastHeartbeatTime.Time)) + " ago"
+		}
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", ec.Name, dash(st.Parent), status, dash(string(st.Distro)),
+			dash(st.KubernetesVersion), nodes, seen, duration.HumanDuration(now.Sub(ec.CreationTimestamp.Time)))
+		if output == "wide" {
+			reason := "-"
+			if r := meta.FindStatusCondition(st.Conditions, edgev1alpha1.EdgeClusterReady); r != nil {
+				reason = r.Reason
+			}
+			line += "\t" + dash(st.Path) + "\t" + reason
+		}
+		fmt.Fprintln(tw, line)
+	}
+	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func newRemoveCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "remove", Short: "Remove Fornax objects"}
+	var f clusterFlags
+	cluster := &cobra.Command{
+		Use:   "cluster NAME",
+		Short: "Remove a child cluster and revoke its certificate",
+		Long: `remove cluster deletes the child's EdgeCluster at this parent. Its certificate is
+revoked at once: an open link is closed, and reconnects are refused until the
+cluster joins again with a new token. Nothing is deleted in the child cluster.`,
+		Example: `  fornaxctl remove cluster berlin-3`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, _, c, err := f.clients()
+			if err != nil {
+				return err
+			}
+			ec := &edgev1alpha1.EdgeCluster{ObjectMeta: metav1.ObjectMeta{Name: args[0]}}
+			if err := c.Delete(cmd.Context(), ec); err != nil {
+				if apierrors.IsNotFound(err) {
+					return fmt.Errorf("no cluster %q below this cluster: see 'fornaxctl get clusters'", args[0])
+				}
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "cluster %s removed; its certificate is revoked\n", args[0])
+			return nil
+		},
+	}
+	f.add(cluster)
+	cmd.AddCommand(cluster)
+	return cmd
+}

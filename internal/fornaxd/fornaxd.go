@@ -1,0 +1,195 @@
+// Package fornaxd wires fornaxd's roles into one process: the hub role
+// (--listen) and the agent role (whenever the cluster has joined a parent),
+// with Prometheus metrics and health endpoints.
+package fornaxd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/kubernetes"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
+	"github.com/fornax-edge/fornax/internal/agent"
+	"github.com/fornax-edge/fornax/internal/hub"
+	"github.com/fornax-edge/fornax/internal/join"
+	"github.com/fornax-edge/fornax/internal/link"
+)
+
+// Version is set at build time.
+var Version = "dev"
+
+// Options are fornaxd's settings.
+type Options struct {
+	Kubeconfig        string
+	Namespace         string
+	ClusterName       string
+	Listen            string
+	Advertise         []string
+	ReportInterval    time.Duration
+	HeartbeatInterval time.Duration
+	KeepaliveTime     time.Duration
+	KeepaliveTimeout  time.Duration
+	ReadyGrace        time.Duration
+	Distro            string
+	MetricsAddr       string
+	HealthAddr        string
+	LogLevel          string
+}
+
+// NewCommand returns the fornaxd command.
+func NewCommand() *cobra.Command {
+	o := Options{}
+	cmd := &cobra.Command{
+		Use:   "fornaxd",
+		Short: "The Fornax daemon: hub role for child clusters, agent role toward the parent",
+		Long: `fornaxd runs in every cluster of a Fornax tree.
+
+Hub role (--listen): accepts child clusters that joined with a token from
+'fornaxctl token create', and keeps one EdgeCluster per child in this cluster's
+API server. Run 'fornaxctl init' in the cluster first (it creates the hub CA).
+
+Agent role: runs whenever this cluster has joined a parent ('fornaxctl join'
+stored the credentials in the Secret fornax-system/fornax-agent); it reports this
+cluster to the parent and keeps the link up. A middle cluster runs both.`,
+		Example: `  # The root: hub role only
+  fornaxd --kubeconfig root.kubeconfig --listen :7443 --cluster-name root
+
+  # A leaf that joined a parent: agent role only
+  fornaxd --kubeconfig edge.kubeconfig --report-interval 2s`,
+		SilenceUsage: true,
+		Args:         cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return Run(cmd.Context(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig of this cluster (default: in-cluster, or $KUBECONFIG)")
+	f.StringVar(&o.Namespace, "namespace", hub.DefaultNamespace, "namespace of Fornax's own objects")
+	f.StringVar(&o.ClusterName, "cluster-name", "", "this cluster's name, for the hub role of the root (a joined cluster uses its joined name)")
+	f.StringVar(&o.Listen, "listen", "", "address for the hub role to serve children on, e.g. :7443 (empty: no hub role)")
+	f.StringSliceVar(&o.Advertise, "advertise", nil, "host names and addresses children dial, for the serving certificate")
+	f.DurationVar(&o.ReportInterval, "report-interval", link.ReportInterval, "agent: coalescing interval of change-based reports (sub-second allowed)")
+	f.DurationVar(&o.HeartbeatInterval, "heartbeat-interval", link.HeartbeatInterval, "agent: period of the full-summary heartbeat")
+	f.DurationVar(&o.KeepaliveTime, "keepalive-time", link.KeepaliveTime, "silence after which a keepalive ping is sent on the link")
+	f.DurationVar(&o.KeepaliveTimeout, "keepalive-timeout", link.KeepaliveTimeout, "how long a ping may go unanswered before the link is dropped")
+	f.DurationVar(&o.ReadyGrace, "ready-grace", link.ReadyGrace, "hub: how long a disconnected child keeps its Ready condition before it turns Unknown")
+	f.StringVar(&o.Distro, "distro", "", "agent: report this distribution (k8s, k3s, other) instead of detecting it")
+	f.StringVar(&o.MetricsAddr, "metrics-bind-address", ":9090", "address of the Prometheus /metrics endpoint ('0' disables it)")
+	f.StringVar(&o.HealthAddr, "health-bind-address", ":9091", "address of /healthz and /readyz ('0' disables them)")
+	f.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		return clientcmd.BuildConfigFromFlags("", kubeconfig)
+	}
+	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+		clientcmd.NewDefaultClientConfigLoadingRules(), &clientcmd.ConfigOverrides{}).ClientConfig()
+}
+
+// Run runs fornaxd until ctx ends.
+func Run(ctx context.Context, o Options) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(o.LogLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	ctrl.SetLogger(logr.FromSlogHandler(log.Handler()))
+
+	cfg, err := restConfig(o.Kubeconfig)
+	if err != nil {
+		return fmt.Errorf("loading the cluster's kubeconfig: %w", err)
+	}
+	kube, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		return err
+	}
+	if err := edgev1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	mgr, err := ctrl.NewManager(cfg, manager.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
+		HealthProbeBindAddress: o.HealthAddr,
+		Logger:                 logr.FromSlogHandler(log.Handler()),
+	})
+	if err != nil {
+		return fmt.Errorf("creating the controller manager: %w", err)
+	}
+	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
+		return err
+	}
+
+	roles := 0
+	ag, err := agent.New(ctx, agent.Options{
+		Namespace: o.Namespace, ReportInterval: o.ReportInterval, HeartbeatInterval: o.HeartbeatInterval,
+		KeepaliveTime: o.KeepaliveTime, KeepaliveTimeout: o.KeepaliveTimeout, Distro: o.Distro,
+		Version: Version, Logger: log,
+	}, kube)
+	switch {
+	case err == nil:
+		roles++
+		if err := mgr.Add(manager.RunnableFunc(ag.Run)); err != nil {
+			return err
+		}
+	case errors.Is(err, join.ErrNotJoined):
+		ag = nil
+	default:
+		return err
+	}
+
+	if o.Listen != "" {
+		name, path, depth := o.ClusterName, o.ClusterName, int32(0)
+		if ag != nil {
+			// The tree position of a middle cluster comes from its parent;
+			// cascading (more than one level) refines this.
+			name = ag.Cluster()
+			path, depth = ag.Cluster(), 1
+		}
+		if name == "" {
+			return errors.New("the hub role needs this cluster's name: give --cluster-name (e.g. root)")
+		}
+		h, err := hub.New(ctx, hub.Options{
+			Name: name, Path: path, Depth: depth, Namespace: o.Namespace, Listen: o.Listen, Hosts: o.Advertise,
+			KeepaliveTime: o.KeepaliveTime, KeepaliveTimeout: o.KeepaliveTimeout, ReadyGrace: o.ReadyGrace, Logger: log,
+		}, kube, mgr.GetClient())
+		if err != nil {
+			return err
+		}
+		if err := h.SetupWithManager(mgr); err != nil {
+			return err
+		}
+		if err := mgr.Add(manager.RunnableFunc(h.Serve)); err != nil {
+			return err
+		}
+		roles++
+	}
+	if roles == 0 {
+		return errors.New("nothing to do: give --listen for the hub role, or join this cluster to a parent with 'fornaxctl join' for the agent role")
+	}
+	log.Info("fornaxd starting", "version", Version, "hub", o.Listen != "", "agent", ag != nil)
+	return mgr.Start(ctx)
+}

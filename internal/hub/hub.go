@@ -1,0 +1,301 @@
+// Package hub is the parent side of the Fornax link (fornaxd's hub role): it
+// accepts child clusters (Join, Renew, Connect), keeps what they report in
+// memory, and reflects it into one EdgeCluster per child in its own API
+// server, writing only when something changes.
+//
+// The package never imports the agent package: the two meet only through the
+// protocol in internal/link.
+package hub
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/fornax-edge/fornax/internal/certs"
+	"github.com/fornax-edge/fornax/internal/link"
+	"github.com/fornax-edge/fornax/internal/link/linkpb"
+)
+
+// Names of the hub's objects in its namespace.
+const (
+	// CASecret holds the hub CA (tls.crt, tls.key), created by `fornaxctl init`.
+	CASecret = "fornax-hub-ca"
+	// ConfigMap holds the hub's public settings (endpoint, cluster name).
+	ConfigMap = "fornax-hub"
+	// DefaultNamespace is where Fornax keeps its objects in each cluster.
+	DefaultNamespace = "fornax-system"
+)
+
+// Annotations the hub keeps on each child's EdgeCluster.
+const (
+	// AnnotationClusterUID records the child's identity (its kube-system UID).
+	AnnotationClusterUID = "edge.fornax.io/cluster-uid"
+	// AnnotationCertSerials lists the serials (hex) of the child's valid client
+	// certificates, newest first: the current and the one it replaced.
+	AnnotationCertSerials = "edge.fornax.io/certificate-serials"
+)
+
+// Options configure a hub.
+type Options struct {
+	// Name is this cluster's name: the parent of every child.
+	Name string
+	// Path and Depth place this cluster in the tree (the root: its name and 0).
+	Path  string
+	Depth int32
+	// Namespace holds the CA Secret and the tokens.
+	Namespace string
+	// Listen is the address to serve on.
+	Listen string
+	// Hosts are the names and addresses children dial, for the serving certificate.
+	Hosts []string
+	// ClientCertValidity is how long an issued client certificate lasts.
+	ClientCertValidity time.Duration
+	// KeepaliveTime and KeepaliveTimeout bound dead-link detection.
+	KeepaliveTime, KeepaliveTimeout time.Duration
+	// ReadyGrace is how long a disconnected child keeps its last Ready state
+	// before it turns Unknown.
+	ReadyGrace time.Duration
+	// StartupGrace is how long after the hub starts children get to reconnect
+	// before being shown offline.
+	StartupGrace time.Duration
+	Logger       *slog.Logger
+}
+
+func (o *Options) complete() error {
+	if err := link.ValidClusterName(o.Name); err != nil {
+		return fmt.Errorf("hub: %w", err)
+	}
+	if o.Path == "" {
+		o.Path = o.Name
+	}
+	if o.Namespace == "" {
+		o.Namespace = DefaultNamespace
+	}
+	if o.ClientCertValidity == 0 {
+		o.ClientCertValidity = 30 * 24 * time.Hour
+	}
+	if o.KeepaliveTime == 0 {
+		o.KeepaliveTime = link.KeepaliveTime
+	}
+	if o.KeepaliveTimeout == 0 {
+		o.KeepaliveTimeout = link.KeepaliveTimeout
+	}
+	if o.ReadyGrace == 0 {
+		o.ReadyGrace = link.ReadyGrace
+	}
+	if o.StartupGrace == 0 {
+		o.StartupGrace = o.KeepaliveTime + o.KeepaliveTimeout + 5*time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Hub is the hub role of fornaxd.
+type Hub struct {
+	opts    Options
+	kube    kubernetes.Interface
+	client  client.Client // EdgeClusters
+	log     *slog.Logger
+	started time.Time
+	ca      *certs.CA
+	changed chan string // cluster names whose view changed
+
+	servingMu   sync.Mutex
+	serving     *tls.Certificate
+	servingRenw time.Time
+
+	mu       sync.Mutex
+	children map[string]*child
+}
+
+// child is what the hub knows about one connected (or once connected) child.
+type child struct {
+	session     *session // nil when disconnected
+	epoch       uint64
+	lastSeq     uint64
+	states      map[string]*linkpb.ClusterState // the child's subtree, itself included
+	connectedAt time.Time
+	lastSeen    time.Time
+	lastReport  time.Time
+}
+
+type session struct {
+	cancel context.CancelFunc
+}
+
+// New creates a hub. It loads the CA from the hub's namespace; `fornaxctl
+// init` creates it.
+func New(ctx context.Context, opts Options, kube kubernetes.Interface, c client.Client) (*Hub, error) {
+	if err := opts.complete(); err != nil {
+		return nil, err
+	}
+	s, err := kube.CoreV1().Secrets(opts.Namespace).Get(ctx, CASecret, metav1.GetOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("reading the hub CA (Secret %s/%s): %w; run 'fornaxctl init' in this cluster first", opts.Namespace, CASecret, err)
+	}
+	ca, err := certs.LoadCA(s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey])
+	if err != nil {
+		return nil, fmt.Errorf("loading the hub CA from Secret %s/%s: %w", opts.Namespace, CASecret, err)
+	}
+	return &Hub{
+		opts: opts, kube: kube, client: c, log: opts.Logger.With("role", "hub"),
+		started: time.Now(), ca: ca, changed: make(chan string, 1024),
+		children: map[string]*child{},
+	}, nil
+}
+
+// CA returns the hub's CA certificate.
+func (h *Hub) CA() *x509.Certificate { return h.ca.Cert }
+
+// getServingCert returns the serving certificate, issuing a new one when
+// two thirds of the current one's life have passed.
+func (h *Hub) getServingCert(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	h.servingMu.Lock()
+	defer h.servingMu.Unlock()
+	if h.serving != nil && time.Now().Before(h.servingRenw) {
+		return h.serving, nil
+	}
+	const validity = 365 * 24 * time.Hour
+	hosts := append([]string{"localhost", "127.0.0.1"}, h.opts.Hosts...)
+	if host, _, err := net.SplitHostPort(h.opts.Listen); err == nil && host != "" {
+		hosts = append(hosts, host)
+	}
+	certPEM, keyPEM, err := h.ca.IssueServing(hosts, validity)
+	if err != nil {
+		return nil, err
+	}
+	// The chain includes the CA: a joining child pins it by hash.
+	pair, err := tls.X509KeyPair(append(certPEM, h.ca.CertPEM()...), keyPEM)
+	if err != nil {
+		return nil, err
+	}
+	h.serving = &pair
+	h.servingRenw = time.Now().Add(validity * 2 / 3)
+	return h.serving, nil
+}
+
+// Serve listens and serves the link until ctx ends.
+func (h *Hub) Serve(ctx context.Context) error {
+	lis, err := net.Listen("tcp", h.opts.Listen)
+	if err != nil {
+		return fmt.Errorf("hub: listening on %s: %w (is another fornaxd running there?)", h.opts.Listen, err)
+	}
+	return h.ServeListener(ctx, lis)
+}
+
+// ServeListener serves the link on lis until ctx ends.
+func (h *Hub) ServeListener(ctx context.Context, lis net.Listener) error {
+	pool := x509.NewCertPool()
+	pool.AddCert(h.ca.Cert)
+	srv := h.GRPCServer(pool)
+	h.log.Info("serving the link", "address", lis.Addr().String(), "caHash", certs.Hash(h.ca.Cert))
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	select {
+	case <-ctx.Done():
+		stopped := make(chan struct{})
+		go func() { srv.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(2 * time.Second):
+			srv.Stop()
+		}
+		return nil
+	case err := <-errc:
+		if errors.Is(err, grpc.ErrServerStopped) {
+			return nil
+		}
+		return fmt.Errorf("hub: serving: %w", err)
+	}
+}
+
+// GRPCServer returns the link's gRPC server with TLS 1.3, keepalives and
+// frame limits.
+func (h *Hub) GRPCServer(clientCAs *x509.CertPool) *grpc.Server {
+	creds := newTransportCredentials(link.ServerTLS(h.getServingCert, clientCAs))
+	srv := grpc.NewServer(
+		grpc.Creds(creds),
+		grpc.MaxRecvMsgSize(link.MaxFrameBytes),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: h.opts.KeepaliveTime, Timeout: h.opts.KeepaliveTimeout}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: h.opts.KeepaliveTime / 2, PermitWithoutStream: true}),
+	)
+	linkpb.RegisterLinkServer(srv, &server{hub: h})
+	return srv
+}
+
+// notify asks the reconciler to look at a cluster again.
+func (h *Hub) notify(name string) {
+	select {
+	case h.changed <- name:
+	default:
+		// The reconciler is behind; it will catch up through its periodic
+		// resync of every EdgeCluster.
+		h.log.Warn("change queue full", "cluster", name)
+	}
+}
+
+// snapshot returns what the hub knows about a child, as a view for
+// deriveStatus (without the previous status and generation).
+func (h *Hub) snapshot(name string, now time.Time) view {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	v := view{
+		name: name, hubStarted: h.started, now: now,
+		parent: h.opts.Name, parentPath: h.opts.Path, parentDepth: h.opts.Depth,
+		readyGrace: h.opts.ReadyGrace, startupGrace: h.opts.StartupGrace,
+	}
+	c := h.children[name]
+	if c == nil {
+		return v
+	}
+	v.known = true
+	v.connected = c.session != nil
+	v.own = c.states[name]
+	v.connectedAt = c.connectedAt
+	v.lastSeen = c.lastSeen
+	v.lastReport = c.lastReport
+	return v
+}
+
+// disconnect ends a child's session, if any (revocation, replacement).
+func (h *Hub) disconnect(name string) {
+	h.mu.Lock()
+	c := h.children[name]
+	var cancel context.CancelFunc
+	if c != nil && c.session != nil {
+		cancel = c.session.cancel
+	}
+	h.mu.Unlock()
+	if cancel != nil {
+		cancel()
+	}
+}
+
+// Connected returns the names of the connected children.
+func (h *Hub) Connected() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []string
+	for n, c := range h.children {
+		if c.session != nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}

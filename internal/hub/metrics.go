@@ -1,0 +1,33 @@
+package hub
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+)
+
+var (
+	statusWrites = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "fornax_hub_status_writes_total",
+		Help: "EdgeCluster status writes to this hub's API server.",
+	})
+	framesReceived = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fornax_hub_frames_received_total",
+		Help: "Frames received from children, by type.",
+	}, []string{"type"})
+	joins = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "fornax_hub_joins_total",
+		Help: "Join requests, by result (accepted, refused).",
+	}, []string{"result"})
+	connectedChildren = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "fornax_hub_connected_children",
+		Help: "Children with an open stream.",
+	})
+	protocolErrors = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "fornax_hub_protocol_errors_total",
+		Help: "Streams closed because a child sent an invalid frame.",
+	})
+)
+
+func init() {
+	metrics.Registry.MustRegister(statusWrites, framesReceived, joins, connectedChildren, protocolErrors)
+}

@@ -1,0 +1,82 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
+)
+
+// SetupWithManager registers the EdgeCluster reconciler: it runs on every
+// EdgeCluster event and whenever the link layer reports a change.
+func (h *Hub) SetupWithManager(mgr ctrl.Manager) error {
+	events := make(chan event.TypedGenericEvent[*edgev1alpha1.EdgeCluster], 1024)
+	go func() {
+		for name := range h.changed {
+			ec := &edgev1alpha1.EdgeCluster{}
+			ec.Name = name
+			events <- event.TypedGenericEvent[*edgev1alpha1.EdgeCluster]{Object: ec}
+		}
+	}()
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("edgecluster-status").
+		For(&edgev1alpha1.EdgeCluster{}).
+		WatchesRawSource(source.Channel(events, &handler.TypedEnqueueRequestForObject[*edgev1alpha1.EdgeCluster]{})).
+		Complete(reconcile.Func(h.reconcile))
+}
+
+// reconcile makes one EdgeCluster's status and built-in labels match what the
+// hub knows, writing only what differs.
+func (h *Hub) reconcile(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	name := req.Name
+	ec := &edgev1alpha1.EdgeCluster{}
+	if err := h.client.Get(ctx, types.NamespacedName{Name: name}, ec); err != nil {
+		if apierrors.IsNotFound(err) {
+			// Removed (fornaxctl remove cluster): end its stream, forget it.
+			h.disconnect(name)
+			h.mu.Lock()
+			delete(h.children, name)
+			h.mu.Unlock()
+			return reconcile.Result{}, nil
+		}
+		return reconcile.Result{}, err
+	}
+	v := h.snapshot(name, time.Now())
+	v.generation = ec.Generation
+	v.previousStatus = ec.Status
+	desired, requeue := deriveStatus(v)
+
+	wantLabels := maps.Clone(ec.Labels)
+	if wantLabels == nil {
+		wantLabels = map[string]string{}
+	}
+	maps.Copy(wantLabels, builtinLabels(name, h.opts.Name, h.opts.Depth+1, desired.Distro))
+	if !maps.Equal(wantLabels, ec.Labels) {
+		patch := client.MergeFrom(ec.DeepCopy())
+		ec.Labels = wantLabels
+		if err := h.client.Patch(ctx, ec, patch); err != nil {
+			return reconcile.Result{}, fmt.Errorf("updating labels of EdgeCluster %s: %w", name, err)
+		}
+	}
+	if !equality.Semantic.DeepEqual(desired, ec.Status) {
+		patch := client.MergeFrom(ec.DeepCopy())
+		ec.Status = desired
+		if err := h.client.Status().Patch(ctx, ec, patch); err != nil {
+			return reconcile.Result{}, fmt.Errorf("updating status of EdgeCluster %s: %w", name, err)
+		}
+		statusWrites.Inc()
+	}
+	return reconcile.Result{RequeueAfter: requeue}, nil
+}
