@@ -126,13 +126,14 @@ type Hub struct {
 
 // child is what the hub knows about one connected (or once connected) child.
 type child struct {
-	session     *session // nil when disconnected
-	epoch       uint64
-	lastSeq     uint64
-	states      map[string]*linkpb.ClusterState // the child's subtree, itself included
-	connectedAt time.Time
-	lastSeen    time.Time
-	lastReport  time.Time
+	session        *session // nil when disconnected
+	epoch          uint64
+	lastSeq        uint64
+	states         map[string]*linkpb.ClusterState // the child's subtree, itself included
+	connectedAt    time.Time
+	disconnectedAt time.Time
+	lastSeen       time.Time
+	lastReport     time.Time
 }
 
 type session struct {
@@ -268,6 +269,7 @@ func (h *Hub) snapshot(name string, now time.Time) view {
 	v.connected = c.session != nil
 	v.own = c.states[name]
 	v.connectedAt = c.connectedAt
+	v.disconnectedAt = c.disconnectedAt
 	v.lastSeen = c.lastSeen
 	v.lastReport = c.lastReport
 	return v

@@ -291,6 +291,7 @@ func (s *server) Connect(stream linkpb.Link_ConnectServer) error {
 		h.mu.Lock()
 		if c.session == sess {
 			c.session = nil
+			c.disconnectedAt = time.Now()
 		}
 		h.mu.Unlock()
 		connectedChildren.Dec()

@@ -33,6 +33,7 @@ type view struct {
 	known          bool // the child connected at least once since the hub started
 	own            *linkpb.ClusterState
 	connectedAt    time.Time
+	disconnectedAt time.Time
 	lastSeen       time.Time // last frame received
 	lastReport     time.Time // last report or heartbeat that changed the facts
 	hubStarted     time.Time
@@ -84,8 +85,8 @@ func deriveStatus(v view) (edgev1alpha1.EdgeClusterStatus, time.Duration) {
 
 	case v.known:
 		// The link went down while this hub was running.
-		down(&st, v.lastSeen, v)
-		requeue = readyGraceLeft(v.lastSeen, v)
+		down(&st, v.lastSeen, v.disconnectedAt, v)
+		requeue = readyGraceLeft(v.disconnectedAt, v)
 
 	default:
 		// Nothing heard since this hub started.
@@ -102,31 +103,33 @@ func deriveStatus(v view) (edgev1alpha1.EdgeClusterStatus, time.Duration) {
 				"no report received yet", v.now)
 			break
 		}
+		// Down at least since this hub started; last seen as recorded.
 		lastSeen := v.hubStarted
 		if st.LastHeartbeatTime != nil {
 			lastSeen = st.LastHeartbeatTime.Time
 		}
-		down(&st, lastSeen, v)
-		requeue = readyGraceLeft(lastSeen, v)
+		down(&st, lastSeen, v.hubStarted, v)
+		requeue = readyGraceLeft(v.hubStarted, v)
 	}
 	return st, requeue
 }
 
-// down marks the link down since lastSeen; Ready turns Unknown once the
-// grace period has passed, and keeps its last value until then.
-func down(st *edgev1alpha1.EdgeClusterStatus, lastSeen time.Time, v view) {
+// down marks the link down (since downSince; last frame at lastSeen). Ready
+// turns Unknown once the link has been down for the grace period, and keeps
+// its last value until then.
+func down(st *edgev1alpha1.EdgeClusterStatus, lastSeen, downSince time.Time, v view) {
 	st.State = edgev1alpha1.StateOffline
 	st.LastHeartbeatTime = timePtr(lastSeen)
 	setCond(st, edgev1alpha1.EdgeClusterConnected, metav1.ConditionFalse, ReasonLinkDown,
 		"link down; last seen "+lastSeen.UTC().Format(time.RFC3339), lastSeen)
-	if v.now.Sub(lastSeen) >= v.readyGrace {
+	if v.now.Sub(downSince) >= v.readyGrace {
 		setCond(st, edgev1alpha1.EdgeClusterReady, metav1.ConditionUnknown, ReasonNotConnected,
 			"no report since "+lastSeen.UTC().Format(time.RFC3339), v.now)
 	}
 }
 
-func readyGraceLeft(lastSeen time.Time, v view) time.Duration {
-	if left := lastSeen.Add(v.readyGrace).Sub(v.now); left > 0 {
+func readyGraceLeft(downSince time.Time, v view) time.Duration {
+	if left := downSince.Add(v.readyGrace).Sub(v.now); left > 0 {
 		return left
 	}
 	return 0

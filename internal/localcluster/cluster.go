@@ -310,20 +310,11 @@ func cleanDir(ctx context.Context, dir string) error {
 }
 
 func (c *Cluster) run(name, bin string, args ...string) (*process, error) {
-	p, err := startProcess(processSpec{
-		name:     name,
-		path:     filepath.Join(c.opts.BinDir, bin),
-		args:     args,
-		dir:      c.Dir,
-		logDir:   filepath.Join(c.Dir, "logs"),
-		owner:    owner(c.opts.Detached),
-		detached: c.opts.Detached,
-	})
+	d, err := c.Run(name, filepath.Join(c.opts.BinDir, bin), args...)
 	if err != nil {
 		return nil, err
 	}
-	c.procs.add(p)
-	return p, nil
+	return d.p, nil
 }
 
 // owner is the pid recorded on child processes so tests can check for leaks.
@@ -680,3 +671,45 @@ func (c *Cluster) RSS() (map[string]uint64, error) {
 	}
 	return out, nil
 }
+
+// Daemon is an extra process run alongside a cluster's components (fornaxd,
+// in tests): it belongs to the cluster, so Stop and the leak check cover it.
+type Daemon struct {
+	c *Cluster
+	p *process
+}
+
+// Run starts path with args as part of the cluster, logging to
+// <Dir>/logs/<name>.log.
+func (c *Cluster) Run(name, path string, args ...string) (*Daemon, error) {
+	p, err := startProcess(processSpec{
+		name: name, path: path, args: args, dir: c.Dir, logDir: filepath.Join(c.Dir, "logs"),
+		owner: owner(c.opts.Detached), detached: c.opts.Detached,
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.procs.add(p)
+	return &Daemon{c: c, p: p}, nil
+}
+
+// Stop stops the daemon (SIGTERM, then SIGKILL) and waits for it.
+func (d *Daemon) Stop() {
+	d.p.stop()
+	d.c.procs.remove(d.p)
+}
+
+// Kill kills the daemon at once, as a crash would.
+func (d *Daemon) Kill() {
+	d.p.kill()
+	d.c.procs.remove(d.p)
+}
+
+// Exited reports whether the daemon has exited.
+func (d *Daemon) Exited() bool { return d.p.exited() }
+
+// LogPath is the daemon's log file.
+func (d *Daemon) LogPath() string { return d.p.logPath }
+
+// Log returns the last n lines of the daemon's log.
+func (d *Daemon) Log(n int) string { return tail(d.p.logPath, n) }

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,31 +15,11 @@ import (
 	"github.com/fornax-edge/fornax/internal/localcluster"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if err := localcluster.CheckNoLeaks(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	os.Exit(code)
-}
-
-// buildFornaxctl builds the CLI from this checkout into a temporary directory.
-func buildFornaxctl(t *testing.T) string {
-	t.Helper()
-	out := filepath.Join(t.TempDir(), "fornaxctl")
-	cmd := exec.CommandContext(t.Context(), "go", "build", "-o", out, "../../cmd/fornaxctl")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building fornaxctl: %v\n%s", err, b)
-	}
-	return out
-}
-
 // TestDemoUpDown runs `fornaxctl demo up` twice (it must replace the first
 // tree) and `demo down`, checking what the user is shown and that nothing is
 // left running.
 func TestDemoUpDown(t *testing.T) {
-	ctl := buildFornaxctl(t)
+	ctl := fornaxctlBin
 	dir := filepath.Join(t.TempDir(), "demo")
 	run := func(args ...string) string {
 		t.Helper()

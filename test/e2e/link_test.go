@@ -1,0 +1,305 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
+	"github.com/fornax-edge/fornax/internal/localcluster"
+)
+
+// tree is a root and edge clusters joined with fornaxctl, with fornaxd running.
+type tree struct {
+	root    *localcluster.Cluster
+	edges   map[string]*localcluster.Cluster
+	hub     *localcluster.Daemon
+	agents  map[string]*localcluster.Daemon
+	addr    string // the hub's address
+	rootCli client.Client
+}
+
+// Short timers so that the tests observe link loss and grace periods quickly.
+var (
+	keepaliveArgs = []string{"--keepalive-time", "2s", "--keepalive-timeout", "2s"}
+	readyGrace    = 6 * time.Second
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func (tr *tree) startHub(t *testing.T) {
+	t.Helper()
+	d, err := tr.root.Run("fornaxd", fornaxdBin, append([]string{
+		"--kubeconfig", tr.root.Kubeconfig, "--listen", tr.addr, "--cluster-name", "root",
+		"--metrics-bind-address", "0", "--health-bind-address", "0", "--ready-grace", readyGrace.String(),
+	}, keepaliveArgs...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.hub = d
+	waitFor(t, 30*time.Second, "the hub to listen", func(ctx context.Context) (bool, error) {
+		if d.Exited() {
+			return false, fmt.Errorf("fornaxd exited:\n%s", d.Log(20))
+		}
+		var dl net.Dialer
+		conn, err := dl.DialContext(ctx, "tcp", tr.addr)
+		if err != nil {
+			return false, err
+		}
+		return true, conn.Close()
+	})
+}
+
+func (tr *tree) startAgent(t *testing.T, name string) {
+	t.Helper()
+	c := tr.edges[name]
+	d, err := c.Run("fornaxd", fornaxdBin, append([]string{
+		"--kubeconfig", c.Kubeconfig, "--report-interval", "1s", "--heartbeat-interval", "5s",
+		"--metrics-bind-address", "0", "--health-bind-address", "0",
+	}, keepaliveArgs...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.agents[name] = d
+}
+
+var joinRE = regexp.MustCompile(`fornaxctl join --parent (\S+) --token (\S+) --ca-hash (\S+) --name <CLUSTER-NAME>`)
+
+// tokenFor creates a token at the root and returns (parent, token, caHash).
+func (tr *tree) token(t *testing.T, args ...string) (string, string, string) {
+	t.Helper()
+	out := fornaxctl(t, append([]string{"token", "create", "--kubeconfig", tr.root.Kubeconfig}, args...)...)
+	m := joinRE.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("token create printed no join command:\n%s", out)
+	}
+	return m[1], m[2], m[3]
+}
+
+func (tr *tree) ec(t *testing.T, ctx context.Context, name string) (*edgev1alpha1.EdgeCluster, error) {
+	ec := &edgev1alpha1.EdgeCluster{}
+	err := tr.rootCli.Get(ctx, client.ObjectKey{Name: name}, ec)
+	return ec, err
+}
+
+func condStatus(ec *edgev1alpha1.EdgeCluster, typ string) metav1.ConditionStatus {
+	if c := meta.FindStatusCondition(ec.Status.Conditions, typ); c != nil {
+		return c.Status
+	}
+	return ""
+}
+
+func startTree(t *testing.T) *tree {
+	t.Helper()
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	clusters, err := localcluster.StartAll(ctx,
+		localcluster.Options{Name: "root", Dir: filepath.Join(dir, "root")},
+		localcluster.Options{Name: "berlin", Dir: filepath.Join(dir, "berlin"),
+			NodeGroups:             []localcluster.NodeGroup{{Name: "a", Count: 1}, {Name: "b", Count: 1}},
+			NodeMonitorGracePeriod: 8 * time.Second},
+		localcluster.Options{Name: "munich", Dir: filepath.Join(dir, "munich"), NodeGroups: []localcluster.NodeGroup{{Name: "n", Count: 1}}},
+		localcluster.Options{Name: "factory", Dir: filepath.Join(dir, "factory"), Flavor: localcluster.FlavorK3s,
+			NodeGroups: []localcluster.NodeGroup{{Name: "n", Count: 3}}},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for _, c := range clusters {
+			if err := c.Stop(); err != nil {
+				t.Errorf("stopping %s: %v", c.Name, err)
+			}
+		}
+	})
+	tr := &tree{root: clusters[0], edges: map[string]*localcluster.Cluster{}, agents: map[string]*localcluster.Daemon{}, addr: freeAddr(t)}
+	for _, c := range clusters[1:] {
+		tr.edges[c.Name] = c
+	}
+	fornaxctl(t, "init", "--kubeconfig", tr.root.Kubeconfig, "--endpoint", tr.addr)
+	tr.rootCli = edgeClient(t, tr.root)
+	tr.startHub(t)
+	return tr
+}
+
+// TestLink joins three edge clusters to a root with fornaxctl, as an operator
+// would, and checks what the root shows through node failure, agent loss and
+// a hub restart.
+func TestLink(t *testing.T) {
+	tr := startTree(t)
+	ctx := t.Context()
+
+	labels := map[string]string{"berlin": "topology.fornax.io/region=eu,topology.fornax.io/site=berlin",
+		"munich": "topology.fornax.io/region=eu", "factory": "topology.fornax.io/org=plants"}
+	for _, name := range []string{"berlin", "munich", "factory"} {
+		began := time.Now()
+		parent, token, hash := tr.token(t)
+		fornaxctl(t, "join", "--kubeconfig", tr.edges[name].Kubeconfig, "--parent", parent, "--token", token,
+			"--ca-hash", hash, "--name", name, "--labels", labels[name])
+		tr.startAgent(t, name)
+		waitFor(t, 30*time.Second, name+" Ready at the root", func(ctx context.Context) (bool, error) {
+			ec, err := tr.ec(t, ctx, name)
+			return err == nil && condStatus(ec, edgev1alpha1.EdgeClusterReady) == metav1.ConditionTrue, err
+		})
+		t.Logf("%s joined and Ready at the root in %s", name, time.Since(began).Round(time.Millisecond))
+	}
+
+	want := map[string]struct {
+		distro edgev1alpha1.Distro
+		nodes  int32
+	}{"berlin": {"k8s", 2}, "munich": {"k8s", 1}, "factory": {"k3s", 3}}
+	version, err := tr.root.Client().Discovery().ServerVersion()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, w := range want {
+		ec, err := tr.ec(t, ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := ec.Status
+		if st.State != edgev1alpha1.StateConnected || st.Parent != "root" || st.Path != "root/"+name || st.Depth != 1 ||
+			st.Distro != w.distro || st.Nodes == nil || st.Nodes.Total != w.nodes || st.Nodes.Ready != w.nodes ||
+			st.KubernetesVersion != version.GitVersion {
+			t.Errorf("%s: status %+v; want Connected child of root, distro %s, %d/%d nodes, version %s",
+				name, st, w.distro, w.nodes, w.nodes, version.GitVersion)
+		}
+		if q, ok := st.Allocatable["pods"]; !ok || q.Value() != int64(110*w.nodes) {
+			t.Errorf("%s: allocatable pods %v, want %d", name, st.Allocatable, 110*w.nodes)
+		}
+		for k, v := range map[string]string{edgev1alpha1.LabelClusterName: name, edgev1alpha1.LabelParent: "root",
+			edgev1alpha1.LabelDepth: "1", edgev1alpha1.LabelDistro: string(w.distro)} {
+			if ec.Labels[k] != v {
+				t.Errorf("%s: label %s=%q, want %q", name, k, ec.Labels[k], v)
+			}
+		}
+	}
+	if ec, _ := tr.ec(t, ctx, "berlin"); ec.Labels["topology.fornax.io/site"] != "berlin" {
+		t.Errorf("berlin lost its join labels: %v", ec.Labels)
+	}
+	out := kubectl(t, tr.root, "get", "edgeclusters")
+	t.Logf("kubectl get edgeclusters:\n%s", out)
+	for name, w := range want {
+		n := strconv.Itoa(int(w.nodes))
+		if !regexp.MustCompile(`(?m)^` + name + `\s+root\s+Connected\s+True\s+` + regexp.QuoteMeta(version.GitVersion) + `\s+` + string(w.distro) + `\s+` + n + `\s+` + n + `\s`).MatchString(out) {
+			t.Errorf("kubectl get edgeclusters has no Ready row for %s", name)
+		}
+	}
+	t.Logf("fornaxctl get clusters:\n%s", fornaxctl(t, "get", "clusters", "--kubeconfig", tr.root.Kubeconfig))
+
+	t.Run("node failure reaches the root", func(t *testing.T) {
+		berlin := tr.edges["berlin"]
+		if err := berlin.StopNodeGroup("b"); err != nil {
+			t.Fatal(err)
+		}
+		var notReadyAt time.Time
+		waitFor(t, time.Minute, "berlin's node b-0 NotReady in berlin", func(ctx context.Context) (bool, error) {
+			n, err := berlin.Client().CoreV1().Nodes().Get(ctx, "b-0", metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			for _, c := range n.Status.Conditions {
+				if c.Type == "Ready" && c.Status != "True" {
+					notReadyAt = time.Now()
+					return true, nil
+				}
+			}
+			return false, nil
+		})
+		waitFor(t, 10*time.Second, "the root to show berlin with 1 of 2 nodes Ready", func(ctx context.Context) (bool, error) {
+			ec, err := tr.ec(t, ctx, "berlin")
+			return err == nil && ec.Status.Nodes != nil && ec.Status.Nodes.Ready == 1 && ec.Status.Nodes.Total == 2, err
+		})
+		t.Logf("node failure shown at the root %s after it happened in berlin (report interval 1s)", time.Since(notReadyAt).Round(time.Millisecond))
+		if err := berlin.StartNodeGroup(ctx, "b"); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("agent stopped and restarted", func(t *testing.T) {
+		began := time.Now()
+		tr.agents["munich"].Kill()
+		waitFor(t, 15*time.Second, "munich Connected=False", func(ctx context.Context) (bool, error) {
+			ec, err := tr.ec(t, ctx, "munich")
+			return err == nil && condStatus(ec, edgev1alpha1.EdgeClusterConnected) == metav1.ConditionFalse &&
+				ec.Status.State == edgev1alpha1.StateOffline, err
+		})
+		t.Logf("Connected=False %s after the agent died", time.Since(began).Round(time.Millisecond))
+		ec, _ := tr.ec(t, ctx, "munich")
+		if condStatus(ec, edgev1alpha1.EdgeClusterReady) != metav1.ConditionTrue {
+			t.Errorf("Ready turned %s before the grace period ended", condStatus(ec, edgev1alpha1.EdgeClusterReady))
+		}
+		waitFor(t, readyGrace+10*time.Second, "munich Ready=Unknown after the grace period", func(ctx context.Context) (bool, error) {
+			ec, err := tr.ec(t, ctx, "munich")
+			return err == nil && condStatus(ec, edgev1alpha1.EdgeClusterReady) == metav1.ConditionUnknown, err
+		})
+		if d := time.Since(began); d < readyGrace {
+			t.Errorf("Ready turned Unknown after %s, before the %s grace period", d, readyGrace)
+		}
+		tr.startAgent(t, "munich")
+		waitFor(t, 30*time.Second, "munich Ready again without re-joining", func(ctx context.Context) (bool, error) {
+			ec, err := tr.ec(t, ctx, "munich")
+			return err == nil && condStatus(ec, edgev1alpha1.EdgeClusterReady) == metav1.ConditionTrue &&
+				ec.Status.State == edgev1alpha1.StateConnected, err
+		})
+	})
+
+	t.Run("hub restart", func(t *testing.T) {
+		tr.hub.Kill()
+		tr.startHub(t)
+		waitFor(t, 60*time.Second, "every agent reconnected to the new hub", func(ctx context.Context) (bool, error) {
+			log := tr.hub.Log(400)
+			log = log[strings.LastIndex(log, "=== "):] // this run of fornaxd only
+			return strings.Count(log, `"msg":"child connected"`) >= len(want), nil
+		})
+		waitFor(t, 10*time.Second, "every cluster Connected and Ready", func(ctx context.Context) (bool, error) {
+			for name := range want {
+				ec, err := tr.ec(t, ctx, name)
+				if err != nil || ec.Status.State != edgev1alpha1.StateConnected || condStatus(ec, edgev1alpha1.EdgeClusterReady) != metav1.ConditionTrue {
+					return false, err
+				}
+			}
+			return true, nil
+		})
+		list := &edgev1alpha1.EdgeClusterList{}
+		if err := tr.rootCli.List(ctx, list); err != nil {
+			t.Fatal(err)
+		}
+		if len(list.Items) != 3 {
+			t.Errorf("%d EdgeClusters after the hub restart, want 3", len(list.Items))
+		}
+	})
+}
+
+// kubectl runs the pinned kubectl against a cluster.
+func kubectl(t *testing.T, c *localcluster.Cluster, args ...string) string {
+	t.Helper()
+	bin, err := localcluster.FindBinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := runCmd(t, filepath.Join(bin, localcluster.BinKubectl), append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
+	if err != nil {
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}

@@ -1,0 +1,106 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
+	"github.com/fornax-edge/fornax/internal/localcluster"
+)
+
+// Paths of the binaries built from this checkout for the tests.
+var fornaxctlBin, fornaxdBin string
+
+func TestMain(m *testing.M) {
+	code := run(m)
+	if err := localcluster.CheckNoLeaks(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		code = 1
+	}
+	os.Exit(code)
+}
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "fornax-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = os.RemoveAll(dir) }()
+	for _, b := range []struct {
+		path *string
+		pkg  string
+	}{{&fornaxctlBin, "fornaxctl"}, {&fornaxdBin, "fornaxd"}} {
+		*b.path = filepath.Join(dir, b.pkg)
+		cmd := exec.Command("go", "build", "-o", *b.path, "../../cmd/"+b.pkg)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", b.pkg, err, out)
+			return 1
+		}
+	}
+	return m.Run()
+}
+
+// fornaxctl runs the CLI as a user would and returns its standard output.
+func fornaxctl(t *testing.T, args ...string) string {
+	t.Helper()
+	out, stderr, err := fornaxctlErr(t, args...)
+	if err != nil {
+		t.Fatalf("fornaxctl %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr)
+	}
+	return out
+}
+
+// fornaxctlErr runs the CLI and returns stdout, stderr and the exit error.
+func fornaxctlErr(t *testing.T, args ...string) (string, string, error) {
+	t.Helper()
+	return runCmd(t, fornaxctlBin, args...)
+}
+
+// runCmd runs a program with a deadline and returns stdout, stderr and the exit error.
+func runCmd(t *testing.T, path string, args ...string) (string, string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, path, args...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	return stdout.String(), stderr.String(), err
+}
+
+func edgeClient(t *testing.T, c *localcluster.Cluster) client.Client {
+	t.Helper()
+	scheme := runtime.NewScheme()
+	if err := edgev1alpha1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.New(c.RESTConfig(), client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func(ctx context.Context) (bool, error)) {
+	t.Helper()
+	var last error
+	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
+		ok, err := cond(ctx)
+		last = err
+		return ok, nil
+	})
+	if err != nil {
+		t.Fatalf("waiting for %s: %v (last error: %v)", what, err, last)
+	}
+}
