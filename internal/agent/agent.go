@@ -9,6 +9,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -188,6 +189,7 @@ func (a *Agent) dial() (*grpc.ClientConn, error) {
 // session runs one connection to the parent and says whether it got as far
 // as a Welcome.
 func (a *Agent) session(ctx context.Context) bool {
+	a.reloadCredentials(ctx)
 	conn, err := a.dial()
 	if err != nil {
 		a.log.Error("cannot dial the parent", "error", err.Error())
@@ -447,4 +449,29 @@ func parseVersion(raw []byte) string {
 		return ""
 	}
 	return v.GitVersion
+}
+
+// reloadCredentials picks up credentials that changed in the cluster since
+// they were loaded (the cluster re-joined), so a reconnect uses them.
+func (a *Agent) reloadCredentials(ctx context.Context) {
+	c, err := join.Load(ctx, a.kube, a.opts.Namespace)
+	if err != nil {
+		a.log.Warn("cannot reload the link credentials; using the ones loaded before", "error", err.Error())
+		return
+	}
+	if bytes.Equal(c.CertPEM, a.creds.Load().CertPEM) {
+		return
+	}
+	cert, err := c.Certificate()
+	if err != nil {
+		a.log.Error("the stored link credentials are damaged; using the ones loaded before", "error", err.Error())
+		return
+	}
+	if c.Cluster != a.Cluster() {
+		a.log.Error("the cluster re-joined under another name; restart fornaxd to use it", "newName", c.Cluster)
+		return
+	}
+	a.creds.Store(c)
+	a.cert.Store(cert)
+	a.log.Info("loaded new link credentials", "parent", c.ParentAddress, "expires", cert.Leaf.NotAfter)
 }

@@ -109,6 +109,11 @@ func (s *server) Join(ctx context.Context, req *linkpb.JoinRequest) (*linkpb.Joi
 	}
 	joins.WithLabelValues("accepted").Inc()
 	log.Info("cluster joined", "rejoin", existing != nil, "serial", serialHex(cert))
+	if existing != nil {
+		// The re-joined cluster's open stream uses a revoked certificate:
+		// end it, so the cluster reconnects with the new one.
+		h.disconnect(req.GetCluster())
+	}
 	return &linkpb.JoinResponse{CertificatePem: certs.EncodeCertPEM(cert), CaPem: h.ca.CertPEM(), Parent: h.opts.Name}, nil
 }
 
