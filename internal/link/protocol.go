@@ -71,10 +71,10 @@ func ValidateHello(h *linkpb.Hello, certCluster string) error {
 		return errors.New("the first frame must be a Hello")
 	}
 	if h.GetCluster() != certCluster {
-		return fmt.Errorf("Hello names cluster %q but the client certificate is for %q: a cluster may only speak for itself", h.GetCluster(), certCluster)
+		return fmt.Errorf("the Hello names cluster %q but the client certificate is for %q: a cluster may only speak for itself", h.GetCluster(), certCluster)
 	}
 	if len(h.GetHave()) > MaxClustersPerReport*10 {
-		return fmt.Errorf("Hello lists %d objects, more than %d", len(h.GetHave()), MaxClustersPerReport*10)
+		return fmt.Errorf("the Hello lists %d objects, more than %d", len(h.GetHave()), MaxClustersPerReport*10)
 	}
 	return nil
 }
@@ -144,7 +144,7 @@ func ValidateClusterState(c *linkpb.ClusterState, child string) error {
 func ValidateChildFrame(f *linkpb.ChildFrame, child string) error {
 	switch b := f.GetBody().(type) {
 	case *linkpb.ChildFrame_Hello:
-		return errors.New("Hello sent twice on one stream")
+		return errors.New("a second Hello on one stream")
 	case *linkpb.ChildFrame_Report:
 		return ValidateReport(b.Report, child)
 	case *linkpb.ChildFrame_Heartbeat:
