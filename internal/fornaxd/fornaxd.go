@@ -45,6 +45,7 @@ type Options struct {
 	KeepaliveTime     time.Duration
 	KeepaliveTimeout  time.Duration
 	ReadyGrace        time.Duration
+	CertValidity      time.Duration
 	Distro            string
 	MetricsAddr       string
 	HealthAddr        string
@@ -88,6 +89,7 @@ cluster to the parent and keeps the link up. A middle cluster runs both.`,
 	f.DurationVar(&o.KeepaliveTime, "keepalive-time", link.KeepaliveTime, "silence after which a keepalive ping is sent on the link")
 	f.DurationVar(&o.KeepaliveTimeout, "keepalive-timeout", link.KeepaliveTimeout, "how long a ping may go unanswered before the link is dropped")
 	f.DurationVar(&o.ReadyGrace, "ready-grace", link.ReadyGrace, "hub: how long a disconnected child keeps its Ready condition before it turns Unknown")
+	f.DurationVar(&o.CertValidity, "client-cert-validity", 30*24*time.Hour, "hub: lifetime of the client certificates issued to children (they renew at about two thirds)")
 	f.StringVar(&o.Distro, "distro", "", "agent: report this distribution (k8s, k3s, other) instead of detecting it")
 	f.StringVar(&o.MetricsAddr, "metrics-bind-address", ":9090", "address of the Prometheus /metrics endpoint ('0' disables it)")
 	f.StringVar(&o.HealthAddr, "health-bind-address", ":9091", "address of /healthz and /readyz ('0' disables them)")
@@ -174,7 +176,8 @@ func Run(ctx context.Context, o Options) error {
 		}
 		h, err := hub.New(ctx, hub.Options{
 			Name: name, Path: path, Depth: depth, Namespace: o.Namespace, Listen: o.Listen, Hosts: o.Advertise,
-			KeepaliveTime: o.KeepaliveTime, KeepaliveTimeout: o.KeepaliveTimeout, ReadyGrace: o.ReadyGrace, Logger: log,
+			KeepaliveTime: o.KeepaliveTime, KeepaliveTimeout: o.KeepaliveTimeout, ReadyGrace: o.ReadyGrace,
+			ClientCertValidity: o.CertValidity, Logger: log,
 		}, kube, mgr.GetClient())
 		if err != nil {
 			return err

@@ -35,7 +35,7 @@ var (
 	readyGrace    = 6 * time.Second
 )
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -45,12 +45,14 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func (tr *tree) startHub(t *testing.T) {
+func (tr *tree) startHub(t testing.TB, extra ...string) {
 	t.Helper()
-	d, err := tr.root.Run("fornaxd", fornaxdBin, append([]string{
-		"--kubeconfig", tr.root.Kubeconfig, "--listen", tr.addr, "--cluster-name", "root",
-		"--metrics-bind-address", "0", "--health-bind-address", "0", "--ready-grace", readyGrace.String(),
-	}, keepaliveArgs...)...)
+	args := []string{"--kubeconfig", tr.root.Kubeconfig, "--listen", tr.addr, "--cluster-name", "root",
+		"--metrics-bind-address", "0", "--health-bind-address", "0", "--ready-grace", readyGrace.String()}
+	if len(extra) == 0 {
+		extra = keepaliveArgs
+	}
+	d, err := tr.root.Run("fornaxd", fornaxdBin, append(args, extra...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +70,7 @@ func (tr *tree) startHub(t *testing.T) {
 	})
 }
 
-func (tr *tree) startAgent(t *testing.T, name string) {
+func (tr *tree) startAgent(t testing.TB, name string) {
 	t.Helper()
 	c := tr.edges[name]
 	d, err := c.Run("fornaxd", fornaxdBin, append([]string{
@@ -84,7 +86,7 @@ func (tr *tree) startAgent(t *testing.T, name string) {
 var joinRE = regexp.MustCompile(`fornaxctl join --parent (\S+) --token (\S+) --ca-hash (\S+) --name <CLUSTER-NAME>`)
 
 // tokenFor creates a token at the root and returns (parent, token, caHash).
-func (tr *tree) token(t *testing.T, args ...string) (string, string, string) {
+func (tr *tree) token(t testing.TB, args ...string) (string, string, string) {
 	t.Helper()
 	out := fornaxctl(t, append([]string{"token", "create", "--kubeconfig", tr.root.Kubeconfig}, args...)...)
 	m := joinRE.FindStringSubmatch(out)
@@ -94,7 +96,7 @@ func (tr *tree) token(t *testing.T, args ...string) (string, string, string) {
 	return m[1], m[2], m[3]
 }
 
-func (tr *tree) ec(t *testing.T, ctx context.Context, name string) (*edgev1alpha1.EdgeCluster, error) {
+func (tr *tree) ec(t testing.TB, ctx context.Context, name string) (*edgev1alpha1.EdgeCluster, error) {
 	ec := &edgev1alpha1.EdgeCluster{}
 	err := tr.rootCli.Get(ctx, client.ObjectKey{Name: name}, ec)
 	return ec, err
@@ -291,7 +293,7 @@ func TestLink(t *testing.T) {
 }
 
 // kubectl runs the pinned kubectl against a cluster.
-func kubectl(t *testing.T, c *localcluster.Cluster, args ...string) string {
+func kubectl(t testing.TB, c *localcluster.Cluster, args ...string) string {
 	t.Helper()
 	bin, err := localcluster.FindBinDir()
 	if err != nil {

@@ -52,7 +52,7 @@ func run(m *testing.M) int {
 }
 
 // fornaxctl runs the CLI as a user would and returns its standard output.
-func fornaxctl(t *testing.T, args ...string) string {
+func fornaxctl(t testing.TB, args ...string) string {
 	t.Helper()
 	out, stderr, err := fornaxctlErr(t, args...)
 	if err != nil {
@@ -62,13 +62,13 @@ func fornaxctl(t *testing.T, args ...string) string {
 }
 
 // fornaxctlErr runs the CLI and returns stdout, stderr and the exit error.
-func fornaxctlErr(t *testing.T, args ...string) (string, string, error) {
+func fornaxctlErr(t testing.TB, args ...string) (string, string, error) {
 	t.Helper()
 	return runCmd(t, fornaxctlBin, args...)
 }
 
 // runCmd runs a program with a deadline and returns stdout, stderr and the exit error.
-func runCmd(t *testing.T, path string, args ...string) (string, string, error) {
+func runCmd(t testing.TB, path string, args ...string) (string, string, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
@@ -79,7 +79,7 @@ func runCmd(t *testing.T, path string, args ...string) (string, string, error) {
 	return stdout.String(), stderr.String(), err
 }
 
-func edgeClient(t *testing.T, c *localcluster.Cluster) client.Client {
+func edgeClient(t testing.TB, c *localcluster.Cluster) client.Client {
 	t.Helper()
 	scheme := runtime.NewScheme()
 	if err := edgev1alpha1.AddToScheme(scheme); err != nil {
@@ -92,7 +92,7 @@ func edgeClient(t *testing.T, c *localcluster.Cluster) client.Client {
 	return cl
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func(ctx context.Context) (bool, error)) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func(ctx context.Context) (bool, error)) {
 	t.Helper()
 	var last error
 	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {

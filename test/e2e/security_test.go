@@ -243,12 +243,12 @@ func TestJoinAndLinkSecurity(t *testing.T) {
 	})
 }
 
-func joinLoad(t *testing.T, c *localcluster.Cluster) (*join.Credentials, error) {
+func joinLoad(t testing.TB, c *localcluster.Cluster) (*join.Credentials, error) {
 	t.Helper()
 	return join.Load(t.Context(), c.Client(), hub.DefaultNamespace)
 }
 
-func mustMarshal(t *testing.T, m proto.Message) []byte {
+func mustMarshal(t testing.TB, m proto.Message) []byte {
 	t.Helper()
 	b, err := proto.Marshal(m)
 	if err != nil {
@@ -267,7 +267,7 @@ func (rawCodec) Name() string                    { return "proto" }
 func (rawCodec) String() string                  { return "raw" }
 
 // rawStream opens a Connect stream with a cluster's credentials.
-func rawStream(t *testing.T, addr string, creds *join.Credentials) grpc.ClientStream {
+func rawStream(t testing.TB, addr string, creds *join.Credentials) grpc.ClientStream {
 	t.Helper()
 	roots, err := creds.Roots()
 	if err != nil {

@@ -1,0 +1,331 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
+	"github.com/fornax-edge/fornax/internal/join"
+	"github.com/fornax-edge/fornax/internal/link"
+	"github.com/fornax-edge/fornax/internal/localcluster"
+	"github.com/fornax-edge/fornax/internal/simagent"
+)
+
+// benchClusters is the number of simulated clusters (FORNAX_BENCH_CLUSTERS).
+func benchClusters() int {
+	if n, err := strconv.Atoi(os.Getenv("FORNAX_BENCH_CLUSTERS")); err == nil && n > 0 {
+		return n
+	}
+	return 1000
+}
+
+// benchTree starts a root cluster and a hub (a real fornaxd process) with
+// metrics on a free port, and returns the tree and the metrics URL.
+func benchTree(b *testing.B, hubArgs ...string) (*tree, string) {
+	dir := b.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	root, err := localcluster.Start(ctx, localcluster.Options{Name: "root", Dir: filepath.Join(dir, "root")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = root.Stop() })
+	tr := &tree{root: root, edges: map[string]*localcluster.Cluster{}, agents: map[string]*localcluster.Daemon{}, addr: freeAddr(b)}
+	fornaxctl(b, "init", "--kubeconfig", root.Kubeconfig, "--endpoint", tr.addr)
+	tr.rootCli = edgeClient(b, root)
+	metrics := freeAddr(b)
+	tr.startHub(b, append([]string{"--metrics-bind-address", metrics, "--log-level", "warn"}, hubArgs...)...)
+	return tr, "http://" + metrics + "/metrics"
+}
+
+// joinMany admits n simulated clusters through the real Join call, from
+// several workers each with its own token, and returns their credentials and
+// join latencies.
+func joinMany(b *testing.B, tr *tree, n int) ([]*join.Credentials, []time.Duration) {
+	const workers = 8
+	creds := make([]*join.Credentials, n)
+	lat := make([]time.Duration, n)
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	for w := range workers {
+		parent, token, hash := tr.token(b, "--uses", strconv.Itoa(n/workers+1))
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				name := fmt.Sprintf("sim-%05d", i)
+				began := time.Now()
+				c, err := join.Join(context.Background(), join.Request{Parent: parent, Token: token, CAHash: hash, Name: name}, "uid-"+name)
+				if err != nil {
+					failed.Store(err)
+					return
+				}
+				lat[i], creds[i] = time.Since(began), c
+			}
+		})
+	}
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
+	return creds, lat
+}
+
+func percentile(d []time.Duration, p float64) time.Duration {
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+// metric reads one un-labelled or summed Prometheus counter or gauge.
+func metric(b *testing.B, url, name string) float64 {
+	resp, err := http.Get(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	return sumMetric(resp.Body, name, nil)
+}
+
+func sumMetric(r io.Reader, name string, match func(labels string) bool) float64 {
+	var sum float64
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name) {
+			continue
+		}
+		rest := line[len(name):]
+		labels := ""
+		if strings.HasPrefix(rest, "{") {
+			end := strings.Index(rest, "}")
+			labels, rest = rest[1:end], rest[end+1:]
+		} else if !strings.HasPrefix(rest, " ") {
+			continue
+		}
+		if match != nil && !match(labels) {
+			continue
+		}
+		if v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64); err == nil {
+			sum += v
+		}
+	}
+	return sum
+}
+
+// apiWrites counts the write requests the root API server has served.
+func apiWrites(b *testing.B, c *localcluster.Cluster) float64 {
+	raw, err := c.Client().Discovery().RESTClient().Get().AbsPath("/metrics").DoRaw(context.Background())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return sumMetric(strings.NewReader(string(raw)), "apiserver_request_total", func(l string) bool {
+		for _, v := range []string{`verb="POST"`, `verb="PUT"`, `verb="PATCH"`, `verb="DELETE"`, `verb="APPLY"`} {
+			if strings.Contains(l, v) {
+				return true
+			}
+		}
+		return false
+	})
+}
+
+func hubRSS(b *testing.B, tr *tree) float64 {
+	pid := tr.root.Components()["fornaxd"]
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb * 1024
+		}
+	}
+	b.Fatal("no VmRSS")
+	return 0
+}
+
+// BenchmarkHubIdle connects N simulated clusters (default 1,000) with the
+// default timers (heartbeat 60 s, keepalive 10 s/5 s) to one real fornaxd hub
+// on a real API server, waits until every EdgeCluster shows Connected, then
+// watches an idle window of 130 s (two heartbeats). It reports join latency,
+// hub memory per connected cluster, idle wire traffic per cluster and API
+// writes per second. Run with -benchtime=1x.
+func BenchmarkHubIdle(b *testing.B) {
+	n := benchClusters()
+	tr, metricsURL := benchTree(b, "--keepalive-time", link.KeepaliveTime.String(), "--keepalive-timeout", link.KeepaliveTimeout.String())
+	for b.Loop() {
+		rss0 := hubRSS(b, tr)
+		creds, lat := joinMany(b, tr, n)
+		b.Logf("%d joins: p50 %s, p99 %s", n, percentile(lat, 0.5), percentile(lat, 0.99))
+
+		ctx, cancel := context.WithCancel(context.Background())
+		sims := make([]*simagent.Cluster, n)
+		var runErr atomic.Value
+		var wg sync.WaitGroup
+		for i, c := range creds {
+			sims[i] = simagent.New(c)
+			wg.Go(func() {
+				err := sims[i].Run(ctx, simagent.Options{HeartbeatInterval: link.HeartbeatInterval,
+					KeepaliveTime: link.KeepaliveTime, KeepaliveTimeout: link.KeepaliveTimeout})
+				if err != nil && ctx.Err() == nil {
+					runErr.Store(err)
+				}
+			})
+		}
+		connectBegan := time.Now()
+		waitFor(b, 5*time.Minute, "every simulated cluster Connected at the root", func(ctx context.Context) (bool, error) {
+			if err, _ := runErr.Load().(error); err != nil {
+				return false, err
+			}
+			list := &edgev1alpha1.EdgeClusterList{}
+			if err := tr.rootCli.List(ctx, list); err != nil {
+				return false, err
+			}
+			ready := 0
+			for _, ec := range list.Items {
+				if ec.Status.State == edgev1alpha1.StateConnected {
+					ready++
+				}
+			}
+			return ready == n, nil
+		})
+		b.Logf("all %d Connected at the root %s after the simulated agents started", n, time.Since(connectBegan).Round(time.Millisecond))
+
+		// The idle window: a measurement period, not a synchronisation wait.
+		const window = 130 * time.Second
+		w0, a0 := metric(b, metricsURL, "fornax_hub_status_writes_total"), apiWrites(b, tr.root)
+		var bytes0 int64
+		for _, s := range sims {
+			bytes0 += s.Bytes.Sent.Load() + s.Bytes.Received.Load()
+		}
+		began := time.Now()
+		time.Sleep(window)
+		elapsed := time.Since(began).Seconds()
+		w1, a1 := metric(b, metricsURL, "fornax_hub_status_writes_total"), apiWrites(b, tr.root)
+		var bytes1 int64
+		for _, s := range sims {
+			bytes1 += s.Bytes.Sent.Load() + s.Bytes.Received.Load()
+		}
+		rss1 := hubRSS(b, tr)
+		cancel()
+		wg.Wait()
+
+		b.ReportMetric(float64(percentile(lat, 0.5).Milliseconds()), "join-p50-ms")
+		b.ReportMetric(float64(percentile(lat, 0.99).Milliseconds()), "join-p99-ms")
+		b.ReportMetric((rss1-rss0)/float64(n)/1024, "hub-KiB/cluster")
+		b.ReportMetric(rss1/(1<<20), "hub-MiB")
+		b.ReportMetric(float64(bytes1-bytes0)*8/elapsed/float64(n), "idle-bit/s/cluster")
+		b.ReportMetric((w1-w0)/elapsed, "status-writes/s")
+		b.ReportMetric((a1-a0)/elapsed, "api-writes/s")
+	}
+}
+
+// freezer is a TCP relay whose traffic can be stopped without closing
+// anything, as when a link silently dies (a cut fibre, a NAT that forgets).
+type freezer struct {
+	target string
+	frozen atomic.Bool
+}
+
+func (f *freezer) dial(ctx context.Context, _ string) (net.Conn, error) {
+	var d net.Dialer
+	up, err := d.DialContext(ctx, "tcp", f.target)
+	if err != nil {
+		return nil, err
+	}
+	a, b := net.Pipe()
+	pump := func(dst, src net.Conn) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if err != nil {
+				return
+			}
+			for f.frozen.Load() {
+				time.Sleep(10 * time.Millisecond) // hold the bytes: nothing arrives, nothing fails
+			}
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+	}
+	go pump(up, b)
+	go pump(b, up)
+	return a, nil
+}
+
+// BenchmarkLinkDetectAndHeartbeat measures, with one simulated cluster, the
+// bytes a heartbeat puts on the wire (keepalive pings disabled, 1 s
+// heartbeats) and how long a silently dead link takes to be noticed by the
+// hub with the default keepalive (10 s, 5 s timeout).
+func BenchmarkLinkDetectAndHeartbeat(b *testing.B) {
+	tr, metricsURL := benchTree(b)
+	for b.Loop() {
+		creds, _ := joinMany(b, tr, 2)
+
+		// Heartbeat size.
+		quiet := simagent.New(creds[0])
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() {
+			done <- quiet.Run(ctx, simagent.Options{HeartbeatInterval: time.Second, KeepaliveTime: time.Hour, KeepaliveTimeout: time.Hour})
+		}()
+		<-quiet.Connected
+		s0, r0 := quiet.Bytes.Sent.Load(), quiet.Bytes.Received.Load()
+		began := time.Now()
+		time.Sleep(20 * time.Second) // measurement window: 20 heartbeats
+		beats := time.Since(began).Seconds()
+		s1, r1 := quiet.Bytes.Sent.Load(), quiet.Bytes.Received.Load()
+		cancel()
+		<-done
+		perBeat := float64(s1-s0+r1-r0) / beats
+
+		// Dead-link detection.
+		fr := &freezer{target: tr.addr}
+		sim := simagent.New(creds[1])
+		ctx, cancel = context.WithCancel(context.Background())
+		go func() {
+			done <- sim.Run(ctx, simagent.Options{HeartbeatInterval: link.HeartbeatInterval,
+				KeepaliveTime: link.KeepaliveTime, KeepaliveTimeout: link.KeepaliveTimeout, Dial: fr.dial})
+		}()
+		<-sim.Connected
+		waitFor(b, 30*time.Second, "the hub to count the child", func(context.Context) (bool, error) {
+			return metric(b, metricsURL, "fornax_hub_connected_children") == 1, nil
+		})
+		fr.frozen.Store(true)
+		frozeAt := time.Now()
+		var childSide time.Duration
+		waitFor(b, time.Minute, "the hub to notice the dead link", func(context.Context) (bool, error) {
+			select {
+			case <-done:
+				childSide = time.Since(frozeAt)
+				done <- nil
+			default:
+			}
+			return metric(b, metricsURL, "fornax_hub_connected_children") == 0, nil
+		})
+		hubSide := time.Since(frozeAt)
+		cancel()
+		fr.frozen.Store(false)
+		<-done
+
+		b.ReportMetric(perBeat, "bytes/heartbeat")
+		b.ReportMetric(hubSide.Seconds(), "dead-link-detect-s")
+		if childSide > 0 {
+			b.ReportMetric(childSide.Seconds(), "child-detect-s")
+		}
+	}
+}
