@@ -13,7 +13,7 @@ GO ?= go
 # Integration tests start real clusters; a whole run takes a few minutes on 2 cores.
 TEST_TIMEOUT ?= 45m
 TEST_FLAGS ?=
-BENCH_FLAGS ?= -benchtime=5x
+BENCH_FLAGS ?=
 
 PRODUCT_BINS := fornaxctl fornaxd
 
@@ -52,8 +52,9 @@ test: tools verify-generate lint ## Build what is needed and run every test (rea
 	@$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
 
 .PHONY: bench
-bench: tools ## Run the benchmarks (cluster start time and memory, ...).
-	@$(GO) test -run '^$$' -bench . $(BENCH_FLAGS) -timeout 60m ./...
+bench: tools ## Run the benchmarks: cluster start, link (1,000 simulated clusters), ... (~10 min).
+	@$(GO) test -run '^$$' -bench . -benchtime=3x $(BENCH_FLAGS) -timeout 60m ./internal/...
+	@$(GO) test -run '^$$' -bench . -benchtime=1x $(BENCH_FLAGS) -timeout 60m ./test/...
 
 .PHONY: demo
 demo: tools build ## Start a local root and three edge clusters (one K3s-style) and print them.

@@ -28,7 +28,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
@@ -351,7 +350,7 @@ func diff(base, now []*linkpb.ClusterState, full bool) *linkpb.Report {
 	for _, s := range now {
 		o, ok := old[s.GetName()]
 		delete(old, s.GetName())
-		if ok && sameFacts(o, s) {
+		if ok && link.SameFacts(o, s) {
 			continue
 		}
 		r.Clusters = append(r.Clusters, s)
@@ -363,12 +362,6 @@ func diff(base, now []*linkpb.ClusterState, full bool) *linkpb.Report {
 		return nil
 	}
 	return r
-}
-
-func sameFacts(a, b *linkpb.ClusterState) bool {
-	a2, b2 := proto.CloneOf(a), proto.CloneOf(b)
-	a2.ObservedUnixMs, b2.ObservedUnixMs = 0, 0
-	return proto.Equal(a2, b2)
 }
 
 func (a *Agent) logStreamError(msg string, err error) {
@@ -391,8 +384,9 @@ func (a *Agent) logStreamError(msg string, err error) {
 func (a *Agent) rotate(ctx context.Context) {
 	for {
 		leaf := a.cert.Load().Leaf
-		life := leaf.NotAfter.Sub(leaf.NotBefore)
-		at := leaf.NotBefore.Add(time.Duration(float64(life) * (0.6 + 0.13*mrand.Float64())))
+		issued := leaf.NotBefore.Add(certs.Backdate)
+		life := leaf.NotAfter.Sub(issued)
+		at := issued.Add(time.Duration(float64(life) * (0.6 + 0.13*mrand.Float64())))
 		select {
 		case <-ctx.Done():
 			return

@@ -25,6 +25,11 @@ import (
 // hub issues to a child cluster; the common name is the cluster's name.
 const Organization = "fornax:clusters"
 
+// Backdate is how far before issue a certificate becomes valid, to tolerate
+// clocks that run a little behind. A certificate's useful lifetime runs from
+// NotBefore+Backdate to NotAfter.
+const Backdate = time.Minute
+
 // CA is a certificate authority: its certificate and private key.
 type CA struct {
 	Cert *x509.Certificate
@@ -116,7 +121,7 @@ func (ca *CA) Issue(pub crypto.PublicKey, t Template) (*x509.Certificate, error)
 	tmpl := &x509.Certificate{
 		SerialNumber: sn,
 		Subject:      t.Subject,
-		NotBefore:    now.Add(-time.Minute),
+		NotBefore:    now.Add(-Backdate),
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{t.Usage},

@@ -47,6 +47,8 @@ type Options struct {
 	ReadyGrace        time.Duration
 	CertValidity      time.Duration
 	Distro            string
+	QPS               float32
+	Burst             int
 	MetricsAddr       string
 	HealthAddr        string
 	LogLevel          string
@@ -91,6 +93,8 @@ cluster to the parent and keeps the link up. A middle cluster runs both.`,
 	f.DurationVar(&o.ReadyGrace, "ready-grace", link.ReadyGrace, "hub: how long a disconnected child keeps its Ready condition before it turns Unknown")
 	f.DurationVar(&o.CertValidity, "client-cert-validity", 30*24*time.Hour, "hub: lifetime of the client certificates issued to children (they renew at about two thirds)")
 	f.StringVar(&o.Distro, "distro", "", "agent: report this distribution (k8s, k3s, other) instead of detecting it")
+	f.Float32Var(&o.QPS, "kube-api-qps", 50, "queries per second to this cluster's API server (client-go's default of 5 throttles a hub with many children)")
+	f.IntVar(&o.Burst, "kube-api-burst", 100, "burst of queries to this cluster's API server")
 	f.StringVar(&o.MetricsAddr, "metrics-bind-address", ":9090", "address of the Prometheus /metrics endpoint ('0' disables it)")
 	f.StringVar(&o.HealthAddr, "health-bind-address", ":9091", "address of /healthz and /readyz ('0' disables them)")
 	f.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
@@ -118,6 +122,7 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return fmt.Errorf("loading the cluster's kubeconfig: %w", err)
 	}
+	cfg.QPS, cfg.Burst = o.QPS, o.Burst
 	kube, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return err

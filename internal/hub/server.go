@@ -423,19 +423,12 @@ func applyReport(c *child, r *linkpb.Report) bool {
 	}
 	for _, s := range r.GetClusters() {
 		old := c.states[s.GetName()]
-		if old == nil || !sameFacts(old, s) {
+		if old == nil || !link.SameFacts(old, s) {
 			changed = true
 		}
 		c.states[s.GetName()] = s
 	}
 	return changed
-}
-
-// sameFacts compares two states ignoring when they were observed.
-func sameFacts(a, b *linkpb.ClusterState) bool {
-	a2, b2 := proto.CloneOf(a), proto.CloneOf(b)
-	a2.ObservedUnixMs, b2.ObservedUnixMs = 0, 0
-	return proto.Equal(a2, b2)
 }
 
 func values(m map[string]*linkpb.ClusterState) []*linkpb.ClusterState {

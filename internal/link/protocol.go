@@ -38,7 +38,7 @@ const (
 
 // Defaults of the keepalive, reporting and readiness timers.
 const (
-	KeepaliveTime     = 10 * time.Second
+	KeepaliveTime     = 15 * time.Second
 	KeepaliveTimeout  = 5 * time.Second
 	ReportInterval    = 10 * time.Second
 	HeartbeatInterval = 60 * time.Second
@@ -181,4 +181,12 @@ func Digest(states []*linkpb.ClusterState) []byte {
 		h.Write(b)
 	}
 	return h.Sum(nil)
+}
+
+// SameFacts reports whether two states of a cluster say the same, ignoring
+// when they were observed.
+func SameFacts(a, b *linkpb.ClusterState) bool {
+	a2, b2 := proto.CloneOf(a), proto.CloneOf(b)
+	a2.ObservedUnixMs, b2.ObservedUnixMs = 0, 0
+	return proto.Equal(a2, b2)
 }

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -35,19 +34,8 @@ func benchClusters() int {
 // benchTree starts a root cluster and a hub (a real fornaxd process) with
 // metrics on a free port, and returns the tree and the metrics URL.
 func benchTree(b *testing.B, hubArgs ...string) (*tree, string) {
-	dir := b.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	root, err := localcluster.Start(ctx, localcluster.Options{Name: "root", Dir: filepath.Join(dir, "root")})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = root.Stop() })
-	tr := &tree{root: root, edges: map[string]*localcluster.Cluster{}, agents: map[string]*localcluster.Daemon{}, addr: freeAddr(b)}
-	fornaxctl(b, "init", "--kubeconfig", root.Kubeconfig, "--endpoint", tr.addr)
-	tr.rootCli = edgeClient(b, root)
 	metrics := freeAddr(b)
-	tr.startHub(b, append([]string{"--metrics-bind-address", metrics, "--log-level", "warn"}, hubArgs...)...)
+	tr := newTree(b, append([]string{"--metrics-bind-address", metrics, "--log-level", "warn"}, hubArgs...), localcluster.Options{Name: "root"})
 	return tr, "http://" + metrics + "/metrics"
 }
 

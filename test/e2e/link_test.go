@@ -109,20 +109,18 @@ func condStatus(ec *edgev1alpha1.EdgeCluster, typ string) metav1.ConditionStatus
 	return ""
 }
 
-func startTree(t *testing.T) *tree {
+// newTree starts clusters (the first is the root) in a temporary directory,
+// runs 'fornaxctl init' at the root and starts its hub with hubArgs (default:
+// the short keepalive of these tests).
+func newTree(t testing.TB, hubArgs []string, opts ...localcluster.Options) *tree {
 	t.Helper()
 	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	for i := range opts {
+		opts[i].Dir = filepath.Join(dir, opts[i].Name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	clusters, err := localcluster.StartAll(ctx,
-		localcluster.Options{Name: "root", Dir: filepath.Join(dir, "root")},
-		localcluster.Options{Name: "berlin", Dir: filepath.Join(dir, "berlin"),
-			NodeGroups:             []localcluster.NodeGroup{{Name: "a", Count: 1}, {Name: "b", Count: 1}},
-			NodeMonitorGracePeriod: 8 * time.Second},
-		localcluster.Options{Name: "munich", Dir: filepath.Join(dir, "munich"), NodeGroups: []localcluster.NodeGroup{{Name: "n", Count: 1}}},
-		localcluster.Options{Name: "factory", Dir: filepath.Join(dir, "factory"), Flavor: localcluster.FlavorK3s,
-			NodeGroups: []localcluster.NodeGroup{{Name: "n", Count: 3}}},
-	)
+	clusters, err := localcluster.StartAll(ctx, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,8 +137,18 @@ func startTree(t *testing.T) *tree {
 	}
 	fornaxctl(t, "init", "--kubeconfig", tr.root.Kubeconfig, "--endpoint", tr.addr)
 	tr.rootCli = edgeClient(t, tr.root)
-	tr.startHub(t)
+	tr.startHub(t, hubArgs...)
 	return tr
+}
+
+func startTree(t *testing.T) *tree {
+	return newTree(t, nil,
+		localcluster.Options{Name: "root"},
+		localcluster.Options{Name: "berlin", NodeGroups: []localcluster.NodeGroup{{Name: "a", Count: 1}, {Name: "b", Count: 1}},
+			NodeMonitorGracePeriod: 8 * time.Second},
+		localcluster.Options{Name: "munich", NodeGroups: []localcluster.NodeGroup{{Name: "n", Count: 1}}},
+		localcluster.Options{Name: "factory", Flavor: localcluster.FlavorK3s, NodeGroups: []localcluster.NodeGroup{{Name: "n", Count: 3}}},
+	)
 }
 
 // TestLink joins three edge clusters to a root with fornaxctl, as an operator

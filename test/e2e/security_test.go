@@ -3,7 +3,6 @@ package e2e
 import (
 	"context"
 	"crypto/tls"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,30 +25,8 @@ import (
 // hub: each is refused with a message that says what to do, nothing is
 // created at the parent, and the hub keeps serving the others.
 func TestJoinAndLinkSecurity(t *testing.T) {
-	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
-	defer cancel()
-	clusters, err := localcluster.StartAll(ctx,
-		localcluster.Options{Name: "root", Dir: filepath.Join(dir, "root")},
-		localcluster.Options{Name: "alpha", Dir: filepath.Join(dir, "alpha")},
-		localcluster.Options{Name: "beta", Dir: filepath.Join(dir, "beta")},
-		localcluster.Options{Name: "intruder", Dir: filepath.Join(dir, "intruder")},
-	)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		for _, c := range clusters {
-			_ = c.Stop()
-		}
-	})
-	tr := &tree{root: clusters[0], edges: map[string]*localcluster.Cluster{}, agents: map[string]*localcluster.Daemon{}, addr: freeAddr(t)}
-	for _, c := range clusters[1:] {
-		tr.edges[c.Name] = c
-	}
-	fornaxctl(t, "init", "--kubeconfig", tr.root.Kubeconfig, "--endpoint", tr.addr)
-	tr.rootCli = edgeClient(t, tr.root)
-	tr.startHub(t)
+	tr := newTree(t, nil, localcluster.Options{Name: "root"}, localcluster.Options{Name: "alpha"},
+		localcluster.Options{Name: "beta"}, localcluster.Options{Name: "intruder"})
 
 	join := func(cluster, name, parent, token, hash string) (string, error) {
 		out, stderr, err := fornaxctlErr(t, "join", "--kubeconfig", tr.edges[cluster].Kubeconfig,
@@ -290,4 +267,41 @@ func rawStream(t testing.TB, addr string, creds *join.Credentials) grpc.ClientSt
 		t.Fatal(err)
 	}
 	return s
+}
+
+// TestCertificateRotation gives children 30-second certificates: the agent
+// renews at about two thirds of that, over the open link, without
+// reconnecting, and the parent accepts the new certificate.
+func TestCertificateRotation(t *testing.T) {
+	tr := newTree(t, append([]string{"--client-cert-validity", "30s"}, keepaliveArgs...),
+		localcluster.Options{Name: "root"}, localcluster.Options{Name: "rotor"})
+	rotor := tr.edges["rotor"]
+	parent, tok, hash := tr.token(t)
+	fornaxctl(t, "join", "--kubeconfig", rotor.Kubeconfig, "--parent", parent, "--token", tok, "--ca-hash", hash, "--name", "rotor")
+	first, err := joinLoad(t, rotor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.startAgent(t, "rotor")
+	waitFor(t, 45*time.Second, "the agent to renew its certificate", func(context.Context) (bool, error) {
+		return strings.Contains(tr.agents["rotor"].Log(100), "certificate renewed"), nil
+	})
+	renewed, err := joinLoad(t, rotor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(renewed.CertPEM) == string(first.CertPEM) {
+		t.Fatal("the stored certificate did not change")
+	}
+	ec, err := tr.ec(t, t.Context(), "rotor")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ec.Status.State != edgev1alpha1.StateConnected {
+		t.Errorf("rotor is %s after renewal", ec.Status.State)
+	}
+	connects := strings.Count(tr.hub.Log(300), `"msg":"child connected"`)
+	if connects != 1 {
+		t.Errorf("the hub saw %d connections from rotor; renewal must not reconnect", connects)
+	}
 }
