@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -22,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
 
 	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
 	"github.com/fornax-edge/fornax/internal/agent"
@@ -55,8 +58,11 @@ type Options struct {
 }
 
 // NewCommand returns the fornaxd command.
-func NewCommand() *cobra.Command {
+func NewCommand() *cobra.Command { return newCommand(Run) }
+
+func newCommand(run func(context.Context, Options) error) *cobra.Command {
 	o := Options{}
+	var configFile string
 	cmd := &cobra.Command{
 		Use:   "fornaxd",
 		Short: "The Fornax daemon: hub role for child clusters, agent role toward the parent",
@@ -77,10 +83,16 @@ cluster to the parent and keeps the link up. A middle cluster runs both.`,
 		SilenceUsage: true,
 		Args:         cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return Run(cmd.Context(), o)
+			if configFile != "" {
+				if err := applyConfigFile(cmd.Flags(), configFile); err != nil {
+					return err
+				}
+			}
+			return run(cmd.Context(), o)
 		},
 	}
 	f := cmd.Flags()
+	f.StringVar(&configFile, "config", "", "YAML file of settings named like the flags (listen: \":7443\"); flags given on the command line win")
 	f.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig of this cluster (default: in-cluster, or $KUBECONFIG)")
 	f.StringVar(&o.Namespace, "namespace", hub.DefaultNamespace, "namespace of Fornax's own objects")
 	f.StringVar(&o.ClusterName, "cluster-name", "", "this cluster's name, for the hub role of the root (a joined cluster uses its joined name)")
@@ -200,4 +212,41 @@ func Run(ctx context.Context, o Options) error {
 	}
 	log.Info("fornaxd starting", "version", Version, "hub", o.Listen != "", "agent", ag != nil)
 	return mgr.Start(ctx)
+}
+
+// applyConfigFile sets every flag named in a YAML file that was not given on
+// the command line.
+func applyConfigFile(flags *pflag.FlagSet, path string) error {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("reading --config: %w", err)
+	}
+	settings := map[string]any{}
+	if err := yaml.Unmarshal(raw, &settings); err != nil {
+		return fmt.Errorf("parsing %s: %w", path, err)
+	}
+	for key, value := range settings {
+		fl := flags.Lookup(key)
+		if fl == nil || key == "config" {
+			return fmt.Errorf("%s: unknown setting %q (settings are named like fornaxd's flags; see fornaxd --help)", path, key)
+		}
+		if fl.Changed {
+			continue
+		}
+		var text string
+		switch v := value.(type) {
+		case []any:
+			parts := make([]string, len(v))
+			for i, p := range v {
+				parts[i] = fmt.Sprint(p)
+			}
+			text = strings.Join(parts, ",")
+		default:
+			text = fmt.Sprint(v)
+		}
+		if err := flags.Set(key, text); err != nil {
+			return fmt.Errorf("%s: setting %s: %w", path, key, err)
+		}
+	}
+	return nil
 }
