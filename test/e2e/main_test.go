@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,9 +11,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
 	"github.com/fornax-edge/fornax/internal/localcluster"
@@ -31,6 +34,8 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	// controller-runtime's client logs warnings (deprecations, throttling).
+	ctrllog.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	dir, err := os.MkdirTemp("", "fornax-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
