@@ -1,6 +1,7 @@
 // Package demo starts and stops the local demo tree: a root cluster and edge
-// clusters made of real, pinned Kubernetes binaries (see localcluster), with
-// Fornax's CRDs installed in the root.
+// clusters made of real, pinned Kubernetes binaries (see localcluster), joined
+// with Fornax the way docs/link.md tells an operator to: the root's hub
+// (fornaxd --listen), a token per edge, the join, and fornaxd in each edge.
 package demo
 
 import (
@@ -8,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -16,9 +19,17 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
+	"github.com/fornax-edge/fornax/internal/bootstrap"
+	"github.com/fornax-edge/fornax/internal/certs"
 	"github.com/fornax-edge/fornax/internal/install"
+	"github.com/fornax-edge/fornax/internal/join"
 	"github.com/fornax-edge/fornax/internal/localcluster"
 )
 
@@ -81,28 +92,159 @@ func Up(ctx context.Context, o Options) error {
 		_ = Down(context.WithoutCancel(ctx), o)
 		return fmt.Errorf("starting the demo clusters (logs under %s/<cluster>/logs): %w", dir, err)
 	}
-	root := clusters[0]
-	fmt.Fprintf(o.Out, "Installing Fornax CRDs into %s\n", root.Name)
-	if err := install.API(ctx, root.RESTConfig()); err != nil {
-		return fmt.Errorf("installing CRDs into the root cluster: %w", err)
+	if err := joinTree(ctx, o, clusters); err != nil {
+		return err
 	}
+	root := clusters[0]
 	fmt.Fprintf(o.Out, "Demo ready in %s\n\n", time.Since(began).Round(100*time.Millisecond))
 	if err := PrintClusters(ctx, o.Out, clusters); err != nil {
 		return err
 	}
-	kubectl := "bin/kubectl"
-	if o.BinDir != "" {
-		kubectl = filepath.Join(o.BinDir, "kubectl")
+	binDir, _ := binDir(o)
+	kubectl := filepath.Join(binDir, localcluster.BinKubectl)
+	tree, err := exec.CommandContext(ctx, kubectl, "--kubeconfig", root.Kubeconfig, "get", "edgeclusters").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("kubectl get edgeclusters at the root: %w: %s", err, tree)
 	}
+	fmt.Fprintf(o.Out, "\nAt the root, kubectl get edgeclusters:\n%s", tree)
 	fmt.Fprintf(o.Out, `
-Use the pinned kubectl on any cluster, for example:
+Explore with the pinned kubectl and fornaxctl:
   export KUBECONFIG=%s
-  %s get nodes
-  %s get crd edgeclusters.edge.fornax.io missions.edge.fornax.io
-  %s --kubeconfig %s get pods -A
+  %s get edgeclusters -o wide
+  %s get clusters
+  %s --kubeconfig %s get nodes
 Stop everything with: make demo-down
-`, root.Kubeconfig, kubectl, kubectl, kubectl, clusters[len(clusters)-1].Kubeconfig)
+`, root.Kubeconfig, kubectl, filepath.Join(binDir, "fornaxctl"), kubectl, clusters[len(clusters)-1].Kubeconfig)
 	return nil
+}
+
+func binDir(o Options) (string, error) {
+	if o.BinDir != "" {
+		return o.BinDir, nil
+	}
+	return localcluster.FindBinDir()
+}
+
+// joinTree makes the first cluster the parent of the others, with the same
+// steps as 'fornaxctl init', 'token create', 'join' and fornaxd.
+func joinTree(ctx context.Context, o Options, clusters []*localcluster.Cluster) error {
+	dir, err := binDir(o)
+	if err != nil {
+		return err
+	}
+	fornaxd, err := fornaxdPath(dir)
+	if err != nil {
+		return err
+	}
+	root, edges := clusters[0], clusters[1:]
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	endpoint := l.Addr().String()
+	l.Close()
+
+	fmt.Fprintf(o.Out, "Initialising %s as the root (fornaxctl init) and starting its hub on %s\n", root.Name, endpoint)
+	if err := install.API(ctx, root.RESTConfig()); err != nil {
+		return fmt.Errorf("installing Fornax's API into %s: %w", root.Name, err)
+	}
+	ca, _, err := install.Hub(ctx, root.Client(), install.Namespace, root.Name, endpoint)
+	if err != nil {
+		return err
+	}
+	quiet := []string{"--metrics-bind-address", "0", "--health-bind-address", "0"}
+	if _, err := root.Run("fornaxd", fornaxd, append([]string{"--kubeconfig", root.Kubeconfig,
+		"--cluster-name", root.Name, "--listen", endpoint}, quiet...)...); err != nil {
+		return err
+	}
+	if err := waitListening(ctx, endpoint); err != nil {
+		return fmt.Errorf("the root's fornaxd did not start (log: %s/logs/fornaxd.log): %w", root.Dir, err)
+	}
+	for _, e := range edges {
+		token, _, err := bootstrap.Create(ctx, root.Client(), install.Namespace, time.Hour, 1, "demo: "+e.Name)
+		if err != nil {
+			return err
+		}
+		uid, err := join.ClusterUID(ctx, e.Client())
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(o.Out, "  %-12sjoining (fornaxctl join --name %s) and starting fornaxd\n", e.Name, e.Name)
+		creds, err := join.Join(ctx, join.Request{Parent: endpoint, Token: token, CAHash: certs.Hash(ca.Cert), Name: e.Name,
+			Labels: siteLabels[e.Name]}, uid)
+		if err != nil {
+			return err
+		}
+		if err := join.Save(ctx, e.Client(), install.Namespace, creds); err != nil {
+			return err
+		}
+		if err := install.API(ctx, e.RESTConfig()); err != nil {
+			return err
+		}
+		if _, err := e.Run("fornaxd", fornaxd, append([]string{"--kubeconfig", e.Kubeconfig, "--report-interval", "2s"}, quiet...)...); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(o.Out, "Waiting for every edge cluster to be Ready at the root\n")
+	return waitReady(ctx, root, len(edges))
+}
+
+// fornaxdPath finds fornaxd next to the running program (fornaxctl), else in
+// the tools directory.
+func fornaxdPath(binDir string) (string, error) {
+	var tried []string
+	if exe, err := os.Executable(); err == nil {
+		tried = append(tried, filepath.Join(filepath.Dir(exe), "fornaxd"))
+	}
+	tried = append(tried, filepath.Join(binDir, "fornaxd"))
+	for _, p := range tried {
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("fornaxd not found (looked at %s): run 'make build' (make demo does)", strings.Join(tried, ", "))
+}
+
+// siteLabels are the topology labels the demo's edge clusters join with.
+var siteLabels = map[string]map[string]string{
+	"eu-west":    {"topology.fornax.io/region": "eu", "topology.fornax.io/site": "dublin"},
+	"eu-central": {"topology.fornax.io/region": "eu", "topology.fornax.io/site": "frankfurt"},
+	"factory-7":  {"topology.fornax.io/region": "eu", "topology.fornax.io/org": "manufacturing"},
+}
+
+func waitListening(ctx context.Context, addr string) error {
+	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return false, nil
+		}
+		return true, c.Close()
+	})
+}
+
+func waitReady(ctx context.Context, root *localcluster.Cluster, n int) error {
+	scheme := runtime.NewScheme()
+	if err := edgev1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	c, err := client.New(root.RESTConfig(), client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		list := &edgev1alpha1.EdgeClusterList{}
+		if err := c.List(ctx, list); err != nil {
+			return false, nil
+		}
+		ready := 0
+		for _, ec := range list.Items {
+			if cond := meta.FindStatusCondition(ec.Status.Conditions, edgev1alpha1.EdgeClusterReady); cond != nil && cond.Status == metav1.ConditionTrue {
+				ready++
+			}
+		}
+		return ready == n, nil
+	})
 }
 
 // Down stops every process of the demo in Dir and removes the directory.

@@ -1,7 +1,6 @@
 package fornaxctl
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -26,7 +24,6 @@ import (
 	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
 	"github.com/fornax-edge/fornax/internal/bootstrap"
 	"github.com/fornax-edge/fornax/internal/certs"
-	"github.com/fornax-edge/fornax/internal/hub"
 	"github.com/fornax-edge/fornax/internal/install"
 	"github.com/fornax-edge/fornax/internal/join"
 )
@@ -39,7 +36,7 @@ type clusterFlags struct {
 
 func (f *clusterFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to act on (default: $KUBECONFIG or ~/.kube/config)")
-	cmd.Flags().StringVarP(&f.namespace, "namespace", "n", hub.DefaultNamespace, "namespace of Fornax's own objects")
+	cmd.Flags().StringVarP(&f.namespace, "namespace", "n", install.Namespace, "namespace of Fornax's own objects")
 }
 
 func (f *clusterFlags) config() (*rest.Config, error) {
@@ -96,11 +93,8 @@ init again never cuts off joined children. Then start fornaxd with --listen.`,
 			if err := install.API(ctx, cfg); err != nil {
 				return err
 			}
-			ca, created, err := ensureCA(ctx, kube, f.namespace, name)
+			ca, created, err := install.Hub(ctx, kube, f.namespace, name, endpoint)
 			if err != nil {
-				return err
-			}
-			if err := ensureHubConfig(ctx, kube, f.namespace, name, endpoint); err != nil {
 				return err
 			}
 			verb := "Kept the existing"
@@ -125,58 +119,6 @@ init again never cuts off joined children. Then start fornaxd with --listen.`,
 	return cmd
 }
 
-func ensureNamespace(ctx context.Context, kube kubernetes.Interface, ns string) error {
-	_, err := kube.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating namespace %s: %w", ns, err)
-	}
-	return nil
-}
-
-func ensureCA(ctx context.Context, kube kubernetes.Interface, ns, name string) (*certs.CA, bool, error) {
-	if err := ensureNamespace(ctx, kube, ns); err != nil {
-		return nil, false, err
-	}
-	if s, err := kube.CoreV1().Secrets(ns).Get(ctx, hub.CASecret, metav1.GetOptions{}); err == nil {
-		ca, err := certs.LoadCA(s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey])
-		return ca, false, err
-	} else if !apierrors.IsNotFound(err) {
-		return nil, false, fmt.Errorf("reading the hub CA: %w", err)
-	}
-	ca, err := certs.NewCA("fornax-hub-ca-"+name, 10*365*24*time.Hour)
-	if err != nil {
-		return nil, false, err
-	}
-	keyPEM, err := ca.KeyPEM()
-	if err != nil {
-		return nil, false, err
-	}
-	s := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: hub.CASecret, Namespace: ns, Labels: map[string]string{"app.kubernetes.io/part-of": "fornax"}},
-		Type:       corev1.SecretTypeTLS,
-		Data:       map[string][]byte{corev1.TLSCertKey: ca.CertPEM(), corev1.TLSPrivateKeyKey: keyPEM},
-	}
-	if _, err := kube.CoreV1().Secrets(ns).Create(ctx, s, metav1.CreateOptions{}); err != nil {
-		return nil, false, fmt.Errorf("storing the hub CA: %w", err)
-	}
-	return ca, true, nil
-}
-
-func ensureHubConfig(ctx context.Context, kube kubernetes.Interface, ns, name, endpoint string) error {
-	cm := &corev1.ConfigMap{
-		ObjectMeta: metav1.ObjectMeta{Name: hub.ConfigMap, Namespace: ns, Labels: map[string]string{"app.kubernetes.io/part-of": "fornax"}},
-		Data:       map[string]string{"cluster-name": name, "endpoint": endpoint},
-	}
-	_, err := kube.CoreV1().ConfigMaps(ns).Create(ctx, cm, metav1.CreateOptions{})
-	if apierrors.IsAlreadyExists(err) {
-		_, err = kube.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{})
-	}
-	if err != nil {
-		return fmt.Errorf("storing the hub settings: %w", err)
-	}
-	return nil
-}
-
 func newTokenCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "token", Short: "Manage join tokens at a parent"}
 	var f clusterFlags
@@ -195,16 +137,12 @@ func newTokenCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			s, err := kube.CoreV1().Secrets(f.namespace).Get(ctx, hub.CASecret, metav1.GetOptions{})
+			ca, err := install.HubCA(ctx, kube, f.namespace)
 			if err != nil {
-				return fmt.Errorf("reading the hub CA: %w; run 'fornaxctl init' in this cluster first", err)
-			}
-			ca, err := certs.ParseCertPEM(s.Data[corev1.TLSCertKey])
-			if err != nil {
-				return fmt.Errorf("the hub CA Secret is damaged: %w", err)
+				return err
 			}
 			if endpoint == "" {
-				if cm, err := kube.CoreV1().ConfigMaps(f.namespace).Get(ctx, hub.ConfigMap, metav1.GetOptions{}); err == nil {
+				if cm, err := kube.CoreV1().ConfigMaps(f.namespace).Get(ctx, install.HubConfigMap, metav1.GetOptions{}); err == nil {
 					endpoint = cm.Data["endpoint"]
 				}
 			}
@@ -216,7 +154,7 @@ func newTokenCommand() *cobra.Command {
 				endpoint = "<parent host:port>"
 			}
 			fmt.Fprintf(cmd.ErrOrStderr(), "Token %s valid until %s for %d join(s). In the child cluster, run:\n", t.ID, t.Expires.Format(time.RFC3339), t.UsesRemaining)
-			fmt.Fprintf(cmd.OutOrStdout(), "fornaxctl join --parent %s --token %s --ca-hash %s --name <CLUSTER-NAME>\n", endpoint, token, certs.Hash(ca))
+			fmt.Fprintf(cmd.OutOrStdout(), "fornaxctl join --parent %s --token %s --ca-hash %s --name <CLUSTER-NAME>\n", endpoint, token, certs.Hash(ca.Cert))
 			return nil
 		},
 	}

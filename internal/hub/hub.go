@@ -20,25 +20,17 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fornax-edge/fornax/internal/certs"
+	"github.com/fornax-edge/fornax/internal/install"
 	"github.com/fornax-edge/fornax/internal/link"
 	"github.com/fornax-edge/fornax/internal/link/linkpb"
 )
 
-// Names of the hub's objects in its namespace.
-const (
-	// CASecret holds the hub CA (tls.crt, tls.key), created by `fornaxctl init`.
-	CASecret = "fornax-hub-ca"
-	// ConfigMap holds the hub's public settings (endpoint, cluster name).
-	ConfigMap = "fornax-hub"
-	// DefaultNamespace is where Fornax keeps its objects in each cluster.
-	DefaultNamespace = "fornax-system"
-)
+// DefaultNamespace is where Fornax keeps its objects in each cluster.
+const DefaultNamespace = install.Namespace
 
 // Annotations the hub keeps on each child's EdgeCluster.
 const (
@@ -146,13 +138,9 @@ func New(ctx context.Context, opts Options, kube kubernetes.Interface, c client.
 	if err := opts.complete(); err != nil {
 		return nil, err
 	}
-	s, err := kube.CoreV1().Secrets(opts.Namespace).Get(ctx, CASecret, metav1.GetOptions{})
+	ca, err := install.HubCA(ctx, kube, opts.Namespace)
 	if err != nil {
-		return nil, fmt.Errorf("reading the hub CA (Secret %s/%s): %w; run 'fornaxctl init' in this cluster first", opts.Namespace, CASecret, err)
-	}
-	ca, err := certs.LoadCA(s.Data[corev1.TLSCertKey], s.Data[corev1.TLSPrivateKeyKey])
-	if err != nil {
-		return nil, fmt.Errorf("loading the hub CA from Secret %s/%s: %w", opts.Namespace, CASecret, err)
+		return nil, err
 	}
 	return &Hub{
 		opts: opts, kube: kube, client: c, log: opts.Logger.With("role", "hub"),

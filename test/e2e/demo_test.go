@@ -46,6 +46,9 @@ func TestDemoUpDown(t *testing.T) {
 			regexp.MustCompile(`(?m)^eu-central\s+k8s\s+v1\.\d+\.\d+\s+2/2\s`),
 			regexp.MustCompile(`(?m)^factory-7\s+k3s\s+v1\.\d+\.\d+\s+2/2\s`),
 			regexp.MustCompile(`export KUBECONFIG=\S+/root/kubeconfig`),
+			regexp.MustCompile(`(?m)^eu-west\s+root\s+Connected\s+True\s+v1\.\d+\.\d+\s+k8s\s+2\s+2\s`),
+			regexp.MustCompile(`(?m)^eu-central\s+root\s+Connected\s+True\s+v1\.\d+\.\d+\s+k8s\s+2\s+2\s`),
+			regexp.MustCompile(`(?m)^factory-7\s+root\s+Connected\s+True\s+v1\.\d+\.\d+\s+k3s\s+2\s+2\s`),
 		} {
 			if !want.MatchString(out) {
 				t.Errorf("run %d: output lacks %s", i+1, want)
@@ -59,13 +62,14 @@ func TestDemoUpDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 4 clusters: etcd or kine, API server, controller-manager, scheduler, kwok.
-	if len(procs) != 20 {
-		t.Errorf("demo runs %d processes, want 20 (a previous run's processes left behind?)", len(procs))
+	// 4 clusters: etcd or kine, API server, controller-manager, scheduler,
+	// kwok, fornaxd.
+	if len(procs) != 24 {
+		t.Errorf("demo runs %d processes, want 24 (a previous run's processes left behind?)", len(procs))
 	}
 
 	out := run("demo", "down")
-	if !strings.Contains(out, "Demo stopped (20 processes)") {
+	if !strings.Contains(out, "Demo stopped (24 processes)") {
 		t.Errorf("demo down said %q", out)
 	}
 	if left, _ := localcluster.FindProcesses(dir, 0); len(left) > 0 {
