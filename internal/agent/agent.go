@@ -234,22 +234,7 @@ func (a *Agent) session(ctx context.Context) bool {
 	}
 	a.mu.Unlock()
 
-	incoming := make(chan *linkpb.ParentFrame)
-	errc := make(chan error, 1)
-	go func() {
-		for {
-			f, err := stream.Recv()
-			if err != nil {
-				errc <- err
-				return
-			}
-			select {
-			case incoming <- f:
-			case <-sctx.Done():
-				return
-			}
-		}
-	}()
+	incoming, errc := link.Pump(sctx, stream.Recv)
 
 	send := func(f *linkpb.ChildFrame) error { return stream.Send(f) }
 	var lastReport time.Time

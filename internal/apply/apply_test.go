@@ -2,9 +2,7 @@ package apply_test
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,31 +22,8 @@ import (
 var cluster *localcluster.Cluster
 
 func TestMain(m *testing.M) {
-	code := run(m)
-	if err := localcluster.CheckNoLeaks(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	os.Exit(code)
-}
-
-func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "fornax-apply-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() { _ = os.RemoveAll(dir) }()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cluster, err = localcluster.Start(ctx, localcluster.Options{Name: "edge", Dir: filepath.Join(dir, "edge"),
-		NodeGroups: []localcluster.NodeGroup{{Name: "n", Count: 1}}})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() { _ = cluster.Stop() }()
-	return m.Run()
+	os.Exit(localcluster.RunTests(m, &localcluster.Options{Name: "edge", NodeGroups: []localcluster.NodeGroup{{Name: "n", Count: 1}}},
+		func(c *localcluster.Cluster) error { cluster = c; return nil }))
 }
 
 func objs(t *testing.T, docs ...string) []*unstructured.Unstructured {

@@ -311,32 +311,14 @@ func (s *server) Connect(stream linkpb.Link_ConnectServer) error {
 		return err
 	}
 
-	frames := make(chan *linkpb.ChildFrame)
-	go func() {
-		defer close(frames)
-		for {
-			f, err := stream.Recv()
-			if err != nil {
-				errc <- err
-				return
-			}
-			select {
-			case frames <- f:
-			case <-sctx.Done():
-				return
-			}
-		}
-	}()
+	frames, recvErr := link.Pump(sctx, stream.Recv)
 	for {
 		select {
 		case <-sctx.Done():
 			return status.Error(codes.Aborted, "stream replaced or cluster removed")
-		case err := <-errc:
+		case err := <-recvErr:
 			return err
-		case f, ok := <-frames:
-			if !ok {
-				return nil
-			}
+		case f := <-frames:
 			reply, err := h.handle(name, f)
 			if err != nil {
 				protocolErrors.Inc()

@@ -48,3 +48,26 @@ func Loop(ctx context.Context, b *Backoff, attempt func(ctx context.Context) (co
 		}
 	}
 }
+
+// Pump reads frames with recv until it fails or ctx ends, delivering them on
+// the first channel; the read error arrives on the second. It lets a stream's
+// owner wait on frames, timers and cancellation in one select.
+func Pump[T any](ctx context.Context, recv func() (T, error)) (<-chan T, <-chan error) {
+	frames := make(chan T)
+	errc := make(chan error, 1)
+	go func() {
+		for {
+			f, err := recv()
+			if err != nil {
+				errc <- err
+				return
+			}
+			select {
+			case frames <- f:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return frames, errc
+}

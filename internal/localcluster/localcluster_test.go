@@ -21,13 +21,8 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
 	// Nothing this test binary started may outlive it.
-	if err := localcluster.CheckNoLeaks(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	os.Exit(code)
+	os.Exit(localcluster.RunTests(m, nil, nil))
 }
 
 func start(t *testing.T, opts localcluster.Options) *localcluster.Cluster {

@@ -25,23 +25,25 @@ import (
 var fornaxctlBin, fornaxdBin string
 
 func TestMain(m *testing.M) {
-	code := run(m)
-	if err := localcluster.CheckNoLeaks(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
+	code := localcluster.RunTests(m, nil, func(*localcluster.Cluster) error { return buildBinaries() })
+	if binDir != "" {
+		_ = os.RemoveAll(binDir)
 	}
 	os.Exit(code)
 }
 
-func run(m *testing.M) int {
+// binDir holds the binaries built for the tests.
+var binDir string
+
+// buildBinaries builds fornaxctl and fornaxd from this checkout.
+func buildBinaries() error {
 	// controller-runtime's client logs warnings (deprecations, throttling).
 	ctrllog.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	dir, err := os.MkdirTemp("", "fornax-e2e-bin-")
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
+		return err
 	}
-	defer func() { _ = os.RemoveAll(dir) }()
+	binDir = dir
 	for _, b := range []struct {
 		path *string
 		pkg  string
@@ -49,11 +51,10 @@ func run(m *testing.M) int {
 		*b.path = filepath.Join(dir, b.pkg)
 		cmd := exec.Command("go", "build", "-o", *b.path, "../../cmd/"+b.pkg)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "building %s: %v\n%s", b.pkg, err, out)
-			return 1
+			return fmt.Errorf("building %s: %w\n%s", b.pkg, err, out)
 		}
 	}
-	return m.Run()
+	return nil
 }
 
 // fornaxctl runs the CLI as a user would and returns its standard output.

@@ -29,38 +29,12 @@ import (
 var cluster *localcluster.Cluster
 
 func TestMain(m *testing.M) {
-	code := run(m)
-	if err := localcluster.CheckNoLeaks(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		code = 1
-	}
-	os.Exit(code)
-}
-
-func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "fornax-api-test-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() { _ = os.RemoveAll(dir) }()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	cluster, err = localcluster.Start(ctx, localcluster.Options{Name: "api", Dir: filepath.Join(dir, "api")})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() {
-		if err := cluster.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-		}
-	}()
-	if err := install.API(ctx, cluster.RESTConfig()); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
+	os.Exit(localcluster.RunTests(m, &localcluster.Options{Name: "api"}, func(c *localcluster.Cluster) error {
+		cluster = c
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		return install.API(ctx, c.RESTConfig())
+	}))
 }
 
 var (
