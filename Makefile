@@ -22,16 +22,16 @@ help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n\n"} /^[a-zA-Z_-]+:.*##/ { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
 .PHONY: tools
-tools: ## Build the pinned Kubernetes, etcd, kine, kwok and controller-gen binaries into bin/ (cold: ~15 min).
+tools: ## Build the pinned Kubernetes, etcd, kine, kwok, generator and linter binaries into bin/ (cold: ~15 min).
 	@hack/tools/build.sh
 
 .PHONY: generate
-generate: ## Regenerate deepcopy code and CRDs from api/ with controller-gen.
+generate: ## Regenerate deepcopy, CRDs (controller-gen) and protobuf code (buf).
 	@hack/tools/build.sh controller-gen buf protoc-gen-go protoc-gen-go-grpc >/dev/null
 	@hack/generate.sh
 
 .PHONY: verify-generate
-verify-generate: ## Fail if generated files are out of date with api/.
+verify-generate: ## Fail if generated files are out of date with api/ and proto/.
 	@hack/tools/build.sh controller-gen buf protoc-gen-go protoc-gen-go-grpc >/dev/null
 	@hack/generate.sh --verify
 
@@ -48,7 +48,7 @@ lint: ## gofmt, go vet and golangci-lint (.golangci.yml).
 	@$(BIN)/golangci-lint run ./...
 
 .PHONY: test
-test: tools verify-generate lint ## Build what is needed and run every test (real clusters; ~10 min).
+test: tools verify-generate lint ## Build what is needed and run every test (real clusters; ~4 min with tools built).
 	@$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
 
 .PHONY: bench
@@ -57,7 +57,7 @@ bench: tools ## Run the benchmarks: cluster start, link (1,000 simulated cluster
 	@$(GO) test -run '^$$' -bench . -benchtime=1x $(BENCH_FLAGS) -timeout 60m ./test/...
 
 .PHONY: demo
-demo: tools build ## Start a local root and three edge clusters (one K3s-style) and print them.
+demo: tools build ## Start a root and three edge clusters (one K3s-style), join them with Fornax, print the tree.
 	@$(BIN)/fornaxctl demo up
 
 .PHONY: demo-down
