@@ -28,12 +28,15 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/fornax-edge/fornax/internal/apply"
 	"github.com/fornax-edge/fornax/internal/certs"
 	"github.com/fornax-edge/fornax/internal/join"
 	"github.com/fornax-edge/fornax/internal/link"
@@ -86,11 +89,15 @@ type Agent struct {
 	dirty chan struct{}
 	nodes func() []*corev1.Node
 
-	mu      sync.Mutex
-	seq     uint64                            // last report seq sent in this epoch
-	acked   uint64                            // last report seq the parent acknowledged
-	sentAt  map[uint64][]*linkpb.ClusterState // states as of each unacknowledged report
-	ackedSt []*linkpb.ClusterState            // states as of acked
+	client  client.Client // this cluster's API, for the parent's missions
+	applier *apply.Applier
+
+	mu       sync.Mutex
+	missions map[string]*linkpb.MissionState   // by namespace/name, for reports
+	seq      uint64                            // last report seq sent in this epoch
+	acked    uint64                            // last report seq the parent acknowledged
+	sentAt   map[uint64][]*linkpb.ClusterState // states as of each unacknowledged report
+	ackedSt  []*linkpb.ClusterState            // states as of acked
 }
 
 // New loads the credentials and prepares an agent.
@@ -112,6 +119,7 @@ func New(ctx context.Context, opts Options, kube kubernetes.Interface) (*Agent, 
 		opts: opts, kube: kube, epoch: binary.LittleEndian.Uint64(b[:]) | 1,
 		log:   opts.Logger.With("role", "agent", "cluster", creds.Cluster, "parent", creds.ParentAddress),
 		dirty: make(chan struct{}, 1), sentAt: map[uint64][]*linkpb.ClusterState{},
+		missions: map[string]*linkpb.MissionState{},
 	}
 	a.creds.Store(creds)
 	a.cert.Store(cert)
@@ -168,6 +176,7 @@ func (a *Agent) ownState(ctx context.Context) *linkpb.ClusterState {
 		Connected:      true,
 		Summary:        summarize(version, a.nodes(), a.opts.Distro),
 		ObservedUnixMs: time.Now().UnixMilli(),
+		Missions:       a.missionStates(),
 	}
 }
 
@@ -205,7 +214,7 @@ func (a *Agent) session(ctx context.Context) bool {
 	a.mu.Lock()
 	hello := &linkpb.Hello{
 		ProtocolVersion: link.ProtocolVersion, Cluster: a.Cluster(), AgentVersion: a.opts.Version,
-		Epoch: a.epoch, LastReportSeq: a.seq,
+		Epoch: a.epoch, LastReportSeq: a.seq, Have: a.have(ctx),
 		ReportIntervalMs: uint32(a.opts.ReportInterval.Milliseconds()), HeartbeatIntervalMs: uint32(a.opts.HeartbeatInterval.Milliseconds()),
 	}
 	a.mu.Unlock()
@@ -273,6 +282,17 @@ func (a *Agent) session(ctx context.Context) bool {
 			switch b := f.GetBody().(type) {
 			case *linkpb.ParentFrame_Ack:
 				a.ack(b.Ack.GetSeq())
+			case *linkpb.ParentFrame_Objects:
+				if err := a.storeObjects(sctx, b.Objects); err != nil {
+					// Not acknowledged: the parent's view of what this
+					// cluster holds stays behind, and the batch is resent.
+					a.log.Error("cannot store the parent's missions; reconnecting", "error", err.Error())
+					return true
+				}
+				if err := send(&linkpb.ChildFrame{Body: &linkpb.ChildFrame_Ack{Ack: &linkpb.Ack{Seq: b.Objects.GetSeq()}}}); err != nil {
+					a.logStreamError("acknowledging missions", err)
+					return true
+				}
 			case *linkpb.ParentFrame_Resync:
 				a.log.Info("the parent asked for a full report", "reason", b.Resync.GetReason())
 				full = true
@@ -454,3 +474,5 @@ func (a *Agent) reloadCredentials(ctx context.Context) {
 	a.cert.Store(cert)
 	a.log.Info("loaded new link credentials", "parent", c.ParentAddress, "expires", cert.Leaf.NotAfter)
 }
+
+func protoEqual(a, b *linkpb.MissionState) bool { return proto.Equal(a, b) }

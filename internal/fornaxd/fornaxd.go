@@ -171,6 +171,9 @@ func Run(ctx context.Context, o Options) error {
 	switch {
 	case err == nil:
 		roles++
+		if err := ag.SetupWithManager(mgr); err != nil {
+			return err
+		}
 		if err := mgr.Add(manager.RunnableFunc(ag.Run)); err != nil {
 			return err
 		}

@@ -107,6 +107,9 @@ type Hub struct {
 	started time.Time
 	ca      *certs.CA
 	changed chan string // cluster names whose view changed
+	// missionsChanged asks for every mission to be delivered and its status
+	// derived again (a report, a link up or down, a cluster relabelled).
+	missionsChanged chan struct{}
 
 	servingMu   sync.Mutex
 	serving     *tls.Certificate
@@ -130,6 +133,12 @@ type child struct {
 
 type session struct {
 	cancel context.CancelFunc
+	out    chan *linkpb.ParentFrame // frames for the stream's goroutine to send
+	done   chan struct{}            // closed when the stream ends
+
+	// Guarded by Hub.mu.
+	sent     map[string]string // object key → digest of what the child holds
+	batchSeq uint64
 }
 
 // New creates a hub. It loads the CA from the hub's namespace; `fornaxctl
@@ -144,7 +153,7 @@ func New(ctx context.Context, opts Options, kube kubernetes.Interface, c client.
 	}
 	return &Hub{
 		opts: opts, kube: kube, client: c, log: opts.Logger.With("role", "hub"),
-		started: time.Now(), ca: ca, changed: make(chan string, 1024),
+		started: time.Now(), ca: ca, changed: make(chan string, 1024), missionsChanged: make(chan struct{}, 1),
 		children: map[string]*child{},
 	}, nil
 }
@@ -228,8 +237,9 @@ func (h *Hub) GRPCServer(clientCAs *x509.CertPool) *grpc.Server {
 	return srv
 }
 
-// notify asks the reconciler to look at a cluster again.
+// notify asks the reconcilers to look at a cluster, and the missions, again.
 func (h *Hub) notify(name string) {
+	h.notifyMissions()
 	select {
 	case h.changed <- name:
 	default:

@@ -22,6 +22,10 @@ var (
 		Name: "fornax_hub_connected_children",
 		Help: "Children with an open stream.",
 	})
+	objectsSent = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "fornax_hub_objects_sent_total",
+		Help: "Objects (missions and their deletions) sent down to children.",
+	})
 	protocolErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "fornax_hub_protocol_errors_total",
 		Help: "Streams closed because a child sent an invalid frame.",
@@ -29,5 +33,5 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(statusWrites, framesReceived, joins, connectedChildren, protocolErrors)
+	metrics.Registry.MustRegister(statusWrites, framesReceived, joins, connectedChildren, objectsSent, protocolErrors)
 }

@@ -30,6 +30,9 @@ func (h *Hub) SetupWithManager(mgr ctrl.Manager) error {
 			events <- event.TypedGenericEvent[*edgev1alpha1.EdgeCluster]{Object: ec}
 		}
 	}()
+	if err := h.setupMissions(mgr); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("edgecluster-status").
 		For(&edgev1alpha1.EdgeCluster{}).
@@ -53,6 +56,7 @@ func (h *Hub) reconcile(ctx context.Context, req reconcile.Request) (reconcile.R
 		}
 		return reconcile.Result{}, err
 	}
+	h.notifyMissions() // its labels or state may change what missions select and show
 	v := h.snapshot(name, time.Now())
 	v.generation = ec.Generation
 	v.previousStatus = ec.Status

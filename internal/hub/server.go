@@ -268,7 +268,11 @@ func (s *server) Connect(stream linkpb.Link_ConnectServer) error {
 
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sess := &session{cancel: cancel}
+	sess := &session{cancel: cancel, out: make(chan *linkpb.ParentFrame, 16), done: make(chan struct{}), sent: map[string]string{}}
+	for _, v := range hello.GetHave() {
+		sess.sent[objectKey(v.GetNamespace(), v.GetName())] = v.GetDigest()
+	}
+	defer close(sess.done)
 	now := time.Now()
 	h.mu.Lock()
 	c := h.children[name]
@@ -312,12 +316,17 @@ func (s *server) Connect(stream linkpb.Link_ConnectServer) error {
 	}
 
 	frames, recvErr := link.Pump(sctx, stream.Recv)
+	go h.syncObjects(sctx, name) // only what differs from Hello.have travels
 	for {
 		select {
 		case <-sctx.Done():
 			return status.Error(codes.Aborted, "stream replaced or cluster removed")
 		case err := <-recvErr:
 			return err
+		case f := <-sess.out:
+			if err := stream.Send(f); err != nil {
+				return err
+			}
 		case f := <-frames:
 			reply, err := h.handle(name, f)
 			if err != nil {

@@ -126,6 +126,14 @@ func ValidateClusterState(c *linkpb.ClusterState, child string) error {
 			return fmt.Errorf("cluster %s has a label %q of invalid length", c.GetName(), k)
 		}
 	}
+	if len(c.GetMissions()) > MaxClustersPerReport {
+		return fmt.Errorf("cluster %s reports %d missions, more than %d", c.GetName(), len(c.GetMissions()), MaxClustersPerReport)
+	}
+	for _, m := range c.GetMissions() {
+		if len(m.GetMessage()) > MaxMessageBytes || len(m.GetResources()) > 256 || len(m.GetName()) > 253 || len(m.GetNamespace()) > 63 {
+			return fmt.Errorf("cluster %s reports an oversized state for mission %s/%s", c.GetName(), m.GetNamespace(), m.GetName())
+		}
+	}
 	if s := c.GetSummary(); s != nil {
 		if len(s.GetMessage()) > MaxMessageBytes || len(s.GetKubernetesVersion()) > 128 || len(s.GetDistro()) > 32 {
 			return fmt.Errorf("cluster %s has an oversized summary field", c.GetName())

@@ -91,7 +91,9 @@ func edgeClient(t testing.TB, c *localcluster.Cluster) client.Client {
 	if err := edgev1alpha1.AddToScheme(scheme); err != nil {
 		t.Fatal(err)
 	}
-	cl, err := client.New(c.RESTConfig(), client.Options{Scheme: scheme})
+	cfg := c.RESTConfig()
+	cfg.QPS, cfg.Burst = 100, 200 // tests poll every 100 ms; client-go's 5 QPS would throttle them
+	cl, err := client.New(cfg, client.Options{Scheme: scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +105,9 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func(ctx con
 	var last error
 	err := wait.PollUntilContextTimeout(t.Context(), 100*time.Millisecond, timeout, true, func(ctx context.Context) (bool, error) {
 		ok, err := cond(ctx)
-		last = err
+		if err != nil && ctx.Err() == nil {
+			last = err // the last real error, not the deadline's
+		}
 		return ok, nil
 	})
 	if err != nil {

@@ -795,8 +795,10 @@ type ClusterState struct {
 	LastSeenUnixMs int64 `protobuf:"varint,6,opt,name=last_seen_unix_ms,json=lastSeenUnixMs,proto3" json:"last_seen_unix_ms,omitempty"`
 	// When the summary was observed, Unix milliseconds.
 	ObservedUnixMs int64 `protobuf:"varint,7,opt,name=observed_unix_ms,json=observedUnixMs,proto3" json:"observed_unix_ms,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The missions this cluster runs, as applied in it.
+	Missions      []*MissionState `protobuf:"bytes,8,rep,name=missions,proto3" json:"missions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClusterState) Reset() {
@@ -878,6 +880,195 @@ func (x *ClusterState) GetObservedUnixMs() int64 {
 	return 0
 }
 
+func (x *ClusterState) GetMissions() []*MissionState {
+	if x != nil {
+		return x.Missions
+	}
+	return nil
+}
+
+// MissionState is where one mission stands in one cluster.
+type MissionState struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Namespace string                 `protobuf:"bytes,1,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The mission generation applied.
+	Generation int64 `protobuf:"varint,3,opt,name=generation,proto3" json:"generation,omitempty"`
+	// Pending, Applied, Ready, Failed or Deleting (see the Mission API).
+	Phase     string           `protobuf:"bytes,4,opt,name=phase,proto3" json:"phase,omitempty"`
+	Message   string           `protobuf:"bytes,5,opt,name=message,proto3" json:"message,omitempty"`
+	Resources []*ResourceState `protobuf:"bytes,6,rep,name=resources,proto3" json:"resources,omitempty"`
+	// Times an applied object was found changed by someone else and reverted.
+	DriftCorrections int64 `protobuf:"varint,7,opt,name=drift_corrections,json=driftCorrections,proto3" json:"drift_corrections,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *MissionState) Reset() {
+	*x = MissionState{}
+	mi := &file_fornax_link_v1_link_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MissionState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MissionState) ProtoMessage() {}
+
+func (x *MissionState) ProtoReflect() protoreflect.Message {
+	mi := &file_fornax_link_v1_link_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MissionState.ProtoReflect.Descriptor instead.
+func (*MissionState) Descriptor() ([]byte, []int) {
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *MissionState) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *MissionState) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MissionState) GetGeneration() int64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *MissionState) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *MissionState) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *MissionState) GetResources() []*ResourceState {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *MissionState) GetDriftCorrections() int64 {
+	if x != nil {
+		return x.DriftCorrections
+	}
+	return 0
+}
+
+// ResourceState is one applied object's state.
+type ResourceState struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	ApiVersion string                 `protobuf:"bytes,1,opt,name=api_version,json=apiVersion,proto3" json:"api_version,omitempty"`
+	Kind       string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	Namespace  string                 `protobuf:"bytes,3,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name       string                 `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	// kstatus: Current, InProgress, Failed, NotFound, Unknown.
+	Status        string `protobuf:"bytes,5,opt,name=status,proto3" json:"status,omitempty"`
+	Message       string `protobuf:"bytes,6,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResourceState) Reset() {
+	*x = ResourceState{}
+	mi := &file_fornax_link_v1_link_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResourceState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResourceState) ProtoMessage() {}
+
+func (x *ResourceState) ProtoReflect() protoreflect.Message {
+	mi := &file_fornax_link_v1_link_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResourceState.ProtoReflect.Descriptor instead.
+func (*ResourceState) Descriptor() ([]byte, []int) {
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ResourceState) GetApiVersion() string {
+	if x != nil {
+		return x.ApiVersion
+	}
+	return ""
+}
+
+func (x *ResourceState) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *ResourceState) GetNamespace() string {
+	if x != nil {
+		return x.Namespace
+	}
+	return ""
+}
+
+func (x *ResourceState) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ResourceState) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *ResourceState) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 // ClusterSummary is the state of one Kubernetes cluster.
 type ClusterSummary struct {
 	state             protoimpl.MessageState `protogen:"open.v1"`
@@ -899,7 +1090,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[10]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -911,7 +1102,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[10]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -924,7 +1115,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{10}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ClusterSummary) GetKubernetesVersion() string {
@@ -999,7 +1190,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[11]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1011,7 +1202,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[11]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1024,7 +1215,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{11}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Heartbeat) GetReportSeq() uint64 {
@@ -1059,7 +1250,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[12]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1071,7 +1262,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[12]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1084,7 +1275,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{12}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Ack) GetSeq() uint64 {
@@ -1104,7 +1295,7 @@ type ResyncRequest struct {
 
 func (x *ResyncRequest) Reset() {
 	*x = ResyncRequest{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[13]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1116,7 +1307,7 @@ func (x *ResyncRequest) String() string {
 func (*ResyncRequest) ProtoMessage() {}
 
 func (x *ResyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[13]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1129,7 +1320,7 @@ func (x *ResyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResyncRequest.ProtoReflect.Descriptor instead.
 func (*ResyncRequest) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{13}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ResyncRequest) GetReason() string {
@@ -1154,7 +1345,7 @@ type ObjectBatch struct {
 
 func (x *ObjectBatch) Reset() {
 	*x = ObjectBatch{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[14]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1166,7 +1357,7 @@ func (x *ObjectBatch) String() string {
 func (*ObjectBatch) ProtoMessage() {}
 
 func (x *ObjectBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[14]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1179,7 +1370,7 @@ func (x *ObjectBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectBatch.ProtoReflect.Descriptor instead.
 func (*ObjectBatch) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{14}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ObjectBatch) GetSeq() uint64 {
@@ -1209,14 +1400,16 @@ type Object struct {
 	Version *ObjectVersion         `protobuf:"bytes,1,opt,name=version,proto3" json:"version,omitempty"`
 	Deleted bool                   `protobuf:"varint,2,opt,name=deleted,proto3" json:"deleted,omitempty"`
 	// The object, JSON.
-	Payload       []byte `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	Payload []byte `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	// The clusters of the receiving child's subtree the object is for.
+	Targets       []string `protobuf:"bytes,4,rep,name=targets,proto3" json:"targets,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Object) Reset() {
 	*x = Object{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[15]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1228,7 +1421,7 @@ func (x *Object) String() string {
 func (*Object) ProtoMessage() {}
 
 func (x *Object) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[15]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1241,7 +1434,7 @@ func (x *Object) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Object.ProtoReflect.Descriptor instead.
 func (*Object) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{15}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Object) GetVersion() *ObjectVersion {
@@ -1265,21 +1458,31 @@ func (x *Object) GetPayload() []byte {
 	return nil
 }
 
+func (x *Object) GetTargets() []string {
+	if x != nil {
+		return x.Targets
+	}
+	return nil
+}
+
 // ObjectVersion names an object and the generation held.
 type ObjectVersion struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Kind          string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
-	Namespace     string                 `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
-	Name          string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
-	Uid           string                 `protobuf:"bytes,4,opt,name=uid,proto3" json:"uid,omitempty"`
-	Generation    int64                  `protobuf:"varint,5,opt,name=generation,proto3" json:"generation,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Kind       string                 `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
+	Namespace  string                 `protobuf:"bytes,2,opt,name=namespace,proto3" json:"namespace,omitempty"`
+	Name       string                 `protobuf:"bytes,3,opt,name=name,proto3" json:"name,omitempty"`
+	Uid        string                 `protobuf:"bytes,4,opt,name=uid,proto3" json:"uid,omitempty"`
+	Generation int64                  `protobuf:"varint,5,opt,name=generation,proto3" json:"generation,omitempty"`
+	// The sender's digest of what it sent (generation and targets); the child
+	// echoes it in Hello.have so the parent can tell what is unchanged.
+	Digest        string `protobuf:"bytes,6,opt,name=digest,proto3" json:"digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ObjectVersion) Reset() {
 	*x = ObjectVersion{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[16]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1291,7 +1494,7 @@ func (x *ObjectVersion) String() string {
 func (*ObjectVersion) ProtoMessage() {}
 
 func (x *ObjectVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[16]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1304,7 +1507,7 @@ func (x *ObjectVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectVersion.ProtoReflect.Descriptor instead.
 func (*ObjectVersion) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{16}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ObjectVersion) GetKind() string {
@@ -1340,6 +1543,13 @@ func (x *ObjectVersion) GetGeneration() int64 {
 		return x.Generation
 	}
 	return 0
+}
+
+func (x *ObjectVersion) GetDigest() string {
+	if x != nil {
+		return x.Digest
+	}
+	return ""
 }
 
 var File_fornax_link_v1_link_proto protoreflect.FileDescriptor
@@ -1401,7 +1611,7 @@ const file_fornax_link_v1_link_proto_rawDesc = "" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x12\n" +
 	"\x04full\x18\x02 \x01(\bR\x04full\x128\n" +
 	"\bclusters\x18\x03 \x03(\v2\x1c.fornax.link.v1.ClusterStateR\bclusters\x12\x18\n" +
-	"\aremoved\x18\x04 \x03(\tR\aremoved\"\xe4\x02\n" +
+	"\aremoved\x18\x04 \x03(\tR\aremoved\"\x9e\x03\n" +
 	"\fClusterState\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06parent\x18\x02 \x01(\tR\x06parent\x12@\n" +
@@ -1409,10 +1619,29 @@ const file_fornax_link_v1_link_proto_rawDesc = "" +
 	"\asummary\x18\x04 \x01(\v2\x1e.fornax.link.v1.ClusterSummaryR\asummary\x12\x1c\n" +
 	"\tconnected\x18\x05 \x01(\bR\tconnected\x12)\n" +
 	"\x11last_seen_unix_ms\x18\x06 \x01(\x03R\x0elastSeenUnixMs\x12(\n" +
-	"\x10observed_unix_ms\x18\a \x01(\x03R\x0eobservedUnixMs\x1a9\n" +
+	"\x10observed_unix_ms\x18\a \x01(\x03R\x0eobservedUnixMs\x128\n" +
+	"\bmissions\x18\b \x03(\v2\x1c.fornax.link.v1.MissionStateR\bmissions\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xf2\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfa\x01\n" +
+	"\fMissionState\x12\x1c\n" +
+	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x03 \x01(\x03R\n" +
+	"generation\x12\x14\n" +
+	"\x05phase\x18\x04 \x01(\tR\x05phase\x12\x18\n" +
+	"\amessage\x18\x05 \x01(\tR\amessage\x12;\n" +
+	"\tresources\x18\x06 \x03(\v2\x1d.fornax.link.v1.ResourceStateR\tresources\x12+\n" +
+	"\x11drift_corrections\x18\a \x01(\x03R\x10driftCorrections\"\xa8\x01\n" +
+	"\rResourceState\x12\x1f\n" +
+	"\vapi_version\x18\x01 \x01(\tR\n" +
+	"apiVersion\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x1c\n" +
+	"\tnamespace\x18\x03 \x01(\tR\tnamespace\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x12\x16\n" +
+	"\x06status\x18\x05 \x01(\tR\x06status\x12\x18\n" +
+	"\amessage\x18\x06 \x01(\tR\amessage\"\xf2\x03\n" +
 	"\x0eClusterSummary\x12-\n" +
 	"\x12kubernetes_version\x18\x01 \x01(\tR\x11kubernetesVersion\x12\x16\n" +
 	"\x06distro\x18\x02 \x01(\tR\x06distro\x12\x1f\n" +
@@ -1442,11 +1671,12 @@ const file_fornax_link_v1_link_proto_rawDesc = "" +
 	"\vObjectBatch\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x12\n" +
 	"\x04full\x18\x02 \x01(\bR\x04full\x120\n" +
-	"\aobjects\x18\x03 \x03(\v2\x16.fornax.link.v1.ObjectR\aobjects\"u\n" +
+	"\aobjects\x18\x03 \x03(\v2\x16.fornax.link.v1.ObjectR\aobjects\"\x8f\x01\n" +
 	"\x06Object\x127\n" +
 	"\aversion\x18\x01 \x01(\v2\x1d.fornax.link.v1.ObjectVersionR\aversion\x12\x18\n" +
 	"\adeleted\x18\x02 \x01(\bR\adeleted\x12\x18\n" +
-	"\apayload\x18\x03 \x01(\fR\apayload\"\x87\x01\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\x12\x18\n" +
+	"\atargets\x18\x04 \x03(\tR\atargets\"\x9f\x01\n" +
 	"\rObjectVersion\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x12\n" +
@@ -1454,7 +1684,8 @@ const file_fornax_link_v1_link_proto_rawDesc = "" +
 	"\x03uid\x18\x04 \x01(\tR\x03uid\x12\x1e\n" +
 	"\n" +
 	"generation\x18\x05 \x01(\x03R\n" +
-	"generation2\xd7\x01\n" +
+	"generation\x12\x16\n" +
+	"\x06digest\x18\x06 \x01(\tR\x06digest2\xd7\x01\n" +
 	"\x04Link\x12A\n" +
 	"\x04Join\x12\x1b.fornax.link.v1.JoinRequest\x1a\x1c.fornax.link.v1.JoinResponse\x12D\n" +
 	"\x05Renew\x12\x1c.fornax.link.v1.RenewRequest\x1a\x1d.fornax.link.v1.RenewResponse\x12F\n" +
@@ -1472,7 +1703,7 @@ func file_fornax_link_v1_link_proto_rawDescGZIP() []byte {
 	return file_fornax_link_v1_link_proto_rawDescData
 }
 
-var file_fornax_link_v1_link_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_fornax_link_v1_link_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
 var file_fornax_link_v1_link_proto_goTypes = []any{
 	(*JoinRequest)(nil),    // 0: fornax.link.v1.JoinRequest
 	(*JoinResponse)(nil),   // 1: fornax.link.v1.JoinResponse
@@ -1484,48 +1715,52 @@ var file_fornax_link_v1_link_proto_goTypes = []any{
 	(*Welcome)(nil),        // 7: fornax.link.v1.Welcome
 	(*Report)(nil),         // 8: fornax.link.v1.Report
 	(*ClusterState)(nil),   // 9: fornax.link.v1.ClusterState
-	(*ClusterSummary)(nil), // 10: fornax.link.v1.ClusterSummary
-	(*Heartbeat)(nil),      // 11: fornax.link.v1.Heartbeat
-	(*Ack)(nil),            // 12: fornax.link.v1.Ack
-	(*ResyncRequest)(nil),  // 13: fornax.link.v1.ResyncRequest
-	(*ObjectBatch)(nil),    // 14: fornax.link.v1.ObjectBatch
-	(*Object)(nil),         // 15: fornax.link.v1.Object
-	(*ObjectVersion)(nil),  // 16: fornax.link.v1.ObjectVersion
-	nil,                    // 17: fornax.link.v1.JoinRequest.LabelsEntry
-	nil,                    // 18: fornax.link.v1.ClusterState.LabelsEntry
-	nil,                    // 19: fornax.link.v1.ClusterSummary.CapacityEntry
-	nil,                    // 20: fornax.link.v1.ClusterSummary.AllocatableEntry
+	(*MissionState)(nil),   // 10: fornax.link.v1.MissionState
+	(*ResourceState)(nil),  // 11: fornax.link.v1.ResourceState
+	(*ClusterSummary)(nil), // 12: fornax.link.v1.ClusterSummary
+	(*Heartbeat)(nil),      // 13: fornax.link.v1.Heartbeat
+	(*Ack)(nil),            // 14: fornax.link.v1.Ack
+	(*ResyncRequest)(nil),  // 15: fornax.link.v1.ResyncRequest
+	(*ObjectBatch)(nil),    // 16: fornax.link.v1.ObjectBatch
+	(*Object)(nil),         // 17: fornax.link.v1.Object
+	(*ObjectVersion)(nil),  // 18: fornax.link.v1.ObjectVersion
+	nil,                    // 19: fornax.link.v1.JoinRequest.LabelsEntry
+	nil,                    // 20: fornax.link.v1.ClusterState.LabelsEntry
+	nil,                    // 21: fornax.link.v1.ClusterSummary.CapacityEntry
+	nil,                    // 22: fornax.link.v1.ClusterSummary.AllocatableEntry
 }
 var file_fornax_link_v1_link_proto_depIdxs = []int32{
-	17, // 0: fornax.link.v1.JoinRequest.labels:type_name -> fornax.link.v1.JoinRequest.LabelsEntry
+	19, // 0: fornax.link.v1.JoinRequest.labels:type_name -> fornax.link.v1.JoinRequest.LabelsEntry
 	6,  // 1: fornax.link.v1.ChildFrame.hello:type_name -> fornax.link.v1.Hello
 	8,  // 2: fornax.link.v1.ChildFrame.report:type_name -> fornax.link.v1.Report
-	11, // 3: fornax.link.v1.ChildFrame.heartbeat:type_name -> fornax.link.v1.Heartbeat
-	12, // 4: fornax.link.v1.ChildFrame.ack:type_name -> fornax.link.v1.Ack
+	13, // 3: fornax.link.v1.ChildFrame.heartbeat:type_name -> fornax.link.v1.Heartbeat
+	14, // 4: fornax.link.v1.ChildFrame.ack:type_name -> fornax.link.v1.Ack
 	7,  // 5: fornax.link.v1.ParentFrame.welcome:type_name -> fornax.link.v1.Welcome
-	12, // 6: fornax.link.v1.ParentFrame.ack:type_name -> fornax.link.v1.Ack
-	13, // 7: fornax.link.v1.ParentFrame.resync:type_name -> fornax.link.v1.ResyncRequest
-	14, // 8: fornax.link.v1.ParentFrame.objects:type_name -> fornax.link.v1.ObjectBatch
-	16, // 9: fornax.link.v1.Hello.have:type_name -> fornax.link.v1.ObjectVersion
+	14, // 6: fornax.link.v1.ParentFrame.ack:type_name -> fornax.link.v1.Ack
+	15, // 7: fornax.link.v1.ParentFrame.resync:type_name -> fornax.link.v1.ResyncRequest
+	16, // 8: fornax.link.v1.ParentFrame.objects:type_name -> fornax.link.v1.ObjectBatch
+	18, // 9: fornax.link.v1.Hello.have:type_name -> fornax.link.v1.ObjectVersion
 	9,  // 10: fornax.link.v1.Report.clusters:type_name -> fornax.link.v1.ClusterState
-	18, // 11: fornax.link.v1.ClusterState.labels:type_name -> fornax.link.v1.ClusterState.LabelsEntry
-	10, // 12: fornax.link.v1.ClusterState.summary:type_name -> fornax.link.v1.ClusterSummary
-	19, // 13: fornax.link.v1.ClusterSummary.capacity:type_name -> fornax.link.v1.ClusterSummary.CapacityEntry
-	20, // 14: fornax.link.v1.ClusterSummary.allocatable:type_name -> fornax.link.v1.ClusterSummary.AllocatableEntry
-	10, // 15: fornax.link.v1.Heartbeat.own:type_name -> fornax.link.v1.ClusterSummary
-	15, // 16: fornax.link.v1.ObjectBatch.objects:type_name -> fornax.link.v1.Object
-	16, // 17: fornax.link.v1.Object.version:type_name -> fornax.link.v1.ObjectVersion
-	0,  // 18: fornax.link.v1.Link.Join:input_type -> fornax.link.v1.JoinRequest
-	2,  // 19: fornax.link.v1.Link.Renew:input_type -> fornax.link.v1.RenewRequest
-	4,  // 20: fornax.link.v1.Link.Connect:input_type -> fornax.link.v1.ChildFrame
-	1,  // 21: fornax.link.v1.Link.Join:output_type -> fornax.link.v1.JoinResponse
-	3,  // 22: fornax.link.v1.Link.Renew:output_type -> fornax.link.v1.RenewResponse
-	5,  // 23: fornax.link.v1.Link.Connect:output_type -> fornax.link.v1.ParentFrame
-	21, // [21:24] is the sub-list for method output_type
-	18, // [18:21] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	20, // 11: fornax.link.v1.ClusterState.labels:type_name -> fornax.link.v1.ClusterState.LabelsEntry
+	12, // 12: fornax.link.v1.ClusterState.summary:type_name -> fornax.link.v1.ClusterSummary
+	10, // 13: fornax.link.v1.ClusterState.missions:type_name -> fornax.link.v1.MissionState
+	11, // 14: fornax.link.v1.MissionState.resources:type_name -> fornax.link.v1.ResourceState
+	21, // 15: fornax.link.v1.ClusterSummary.capacity:type_name -> fornax.link.v1.ClusterSummary.CapacityEntry
+	22, // 16: fornax.link.v1.ClusterSummary.allocatable:type_name -> fornax.link.v1.ClusterSummary.AllocatableEntry
+	12, // 17: fornax.link.v1.Heartbeat.own:type_name -> fornax.link.v1.ClusterSummary
+	17, // 18: fornax.link.v1.ObjectBatch.objects:type_name -> fornax.link.v1.Object
+	18, // 19: fornax.link.v1.Object.version:type_name -> fornax.link.v1.ObjectVersion
+	0,  // 20: fornax.link.v1.Link.Join:input_type -> fornax.link.v1.JoinRequest
+	2,  // 21: fornax.link.v1.Link.Renew:input_type -> fornax.link.v1.RenewRequest
+	4,  // 22: fornax.link.v1.Link.Connect:input_type -> fornax.link.v1.ChildFrame
+	1,  // 23: fornax.link.v1.Link.Join:output_type -> fornax.link.v1.JoinResponse
+	3,  // 24: fornax.link.v1.Link.Renew:output_type -> fornax.link.v1.RenewResponse
+	5,  // 25: fornax.link.v1.Link.Connect:output_type -> fornax.link.v1.ParentFrame
+	23, // [23:26] is the sub-list for method output_type
+	20, // [20:23] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_fornax_link_v1_link_proto_init() }
@@ -1551,7 +1786,7 @@ func file_fornax_link_v1_link_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fornax_link_v1_link_proto_rawDesc), len(file_fornax_link_v1_link_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   23,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -1,0 +1,169 @@
+package hub
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"strings"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
+	"github.com/fornax-edge/fornax/internal/link/linkpb"
+	"github.com/fornax-edge/fornax/internal/placement"
+)
+
+// Marks on the copy of a mission a child stores.
+const (
+	// LabelFromParent marks missions the parent sent; the child never touches
+	// missions without it (its operators' own).
+	LabelFromParent = "edge.fornax.io/from-parent"
+	// AnnotationTargets lists the clusters of the child's subtree the mission is for.
+	AnnotationTargets = "edge.fornax.io/targets"
+	// AnnotationSourceGeneration is the mission's generation at the parent.
+	AnnotationSourceGeneration = "edge.fornax.io/source-generation"
+	// AnnotationDigest is the parent's digest of what it sent.
+	AnnotationDigest = "edge.fornax.io/sent-digest"
+)
+
+const missionKind = "Mission"
+
+func objectKey(namespace, name string) string { return namespace + "/" + name }
+
+// clustersBelow returns the clusters this hub knows, for placement.
+func (h *Hub) clustersBelow(ctx context.Context) ([]placement.Cluster, error) {
+	list := &edgev1alpha1.EdgeClusterList{}
+	if err := h.client.List(ctx, list); err != nil {
+		return nil, err
+	}
+	out := make([]placement.Cluster, 0, len(list.Items))
+	for _, ec := range list.Items {
+		path := strings.Split(h.opts.Path, "/")
+		path = append(path, ec.Name)
+		if ec.Status.Path != "" {
+			path = strings.Split(ec.Status.Path, "/")
+		}
+		out = append(out, placement.Cluster{Name: ec.Name, Labels: ec.Labels, Path: path, Unschedulable: ec.Spec.Unschedulable})
+	}
+	return out, nil
+}
+
+// desiredObjects computes, for one child, the missions it must hold: those
+// selecting a cluster of its subtree, with those clusters as targets.
+func (h *Hub) desiredObjects(ctx context.Context, child string) (map[string]*linkpb.Object, error) {
+	missions := &edgev1alpha1.MissionList{}
+	if err := h.client.List(ctx, missions); err != nil {
+		return nil, err
+	}
+	clusters, err := h.clustersBelow(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]placement.Cluster{}
+	for _, c := range clusters {
+		byName[c.Name] = c
+	}
+	self := strings.Split(h.opts.Path, "/")
+	out := map[string]*linkpb.Object{}
+	for i := range missions.Items {
+		m := &missions.Items[i]
+		if m.DeletionTimestamp != nil {
+			continue
+		}
+		names, err := placement.Select(m.Spec.Placement, clusters, nil)
+		if err != nil {
+			continue // the mission's status says why
+		}
+		sel := make([]placement.Cluster, 0, len(names))
+		for _, n := range names {
+			sel = append(sel, byName[n])
+		}
+		targets := placement.NextHops(self, sel)[child]
+		if len(targets) == 0 {
+			continue
+		}
+		payload, err := json.Marshal(missionPayload(m))
+		if err != nil {
+			return nil, fmt.Errorf("encoding mission %s/%s: %w", m.Namespace, m.Name, err)
+		}
+		v := &linkpb.ObjectVersion{Kind: missionKind, Namespace: m.Namespace, Name: m.Name, Uid: string(m.UID), Generation: m.Generation}
+		v.Digest = digestOf(m.Generation, targets)
+		out[objectKey(m.Namespace, m.Name)] = &linkpb.Object{Version: v, Payload: payload, Targets: targets}
+	}
+	return out, nil
+}
+
+// missionPayload is what a child receives of a mission: its identity and
+// spec, none of the parent's status or bookkeeping.
+func missionPayload(m *edgev1alpha1.Mission) *edgev1alpha1.Mission {
+	return &edgev1alpha1.Mission{
+		TypeMeta:   metav1.TypeMeta{APIVersion: edgev1alpha1.GroupVersion.String(), Kind: missionKind},
+		ObjectMeta: metav1.ObjectMeta{Name: m.Name, Namespace: m.Namespace, Labels: m.Labels},
+		Spec:       m.Spec,
+	}
+}
+
+func digestOf(generation int64, targets []string) string {
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%d|%s", generation, strings.Join(targets, ","))))
+	return hex.EncodeToString(sum[:8])
+}
+
+// syncObjects sends a child the missions that changed since what it holds.
+func (h *Hub) syncObjects(ctx context.Context, child string) {
+	desired, err := h.desiredObjects(ctx, child)
+	if err != nil {
+		h.log.Warn("cannot compute the missions for a child", "cluster", child, "error", err.Error())
+		return
+	}
+	h.mu.Lock()
+	c := h.children[child]
+	if c == nil || c.session == nil {
+		h.mu.Unlock()
+		return
+	}
+	sess := c.session
+	batch := &linkpb.ObjectBatch{}
+	for key, obj := range desired {
+		if sess.sent[key] != obj.GetVersion().GetDigest() {
+			batch.Objects = append(batch.Objects, obj)
+			sess.sent[key] = obj.GetVersion().GetDigest()
+		}
+	}
+	for key := range sess.sent {
+		if _, ok := desired[key]; !ok {
+			ns, name, _ := strings.Cut(key, "/")
+			batch.Objects = append(batch.Objects, &linkpb.Object{Deleted: true,
+				Version: &linkpb.ObjectVersion{Kind: missionKind, Namespace: ns, Name: name}})
+			delete(sess.sent, key)
+		}
+	}
+	if len(batch.Objects) == 0 {
+		h.mu.Unlock()
+		return
+	}
+	sess.batchSeq++
+	batch.Seq = sess.batchSeq
+	h.mu.Unlock()
+	select {
+	case sess.out <- &linkpb.ParentFrame{Body: &linkpb.ParentFrame_Objects{Objects: batch}}:
+		objectsSent.Add(float64(len(batch.Objects)))
+	case <-sess.done:
+	}
+}
+
+// syncAllObjects re-sends to every connected child what changed.
+func (h *Hub) syncAllObjects(ctx context.Context) {
+	h.mu.Lock()
+	var names []string
+	for n, c := range h.children {
+		if c.session != nil {
+			names = append(names, n)
+		}
+	}
+	h.mu.Unlock()
+	for _, n := range names {
+		h.syncObjects(ctx, n)
+	}
+}

@@ -1,0 +1,225 @@
+package hub
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
+	"github.com/fornax-edge/fornax/internal/link/linkpb"
+	"github.com/fornax-edge/fornax/internal/placement"
+)
+
+// missionView is what the hub knows of one mission in one targeted cluster.
+type missionView struct {
+	connected bool
+	since     time.Time // when the cluster was last heard from, if not connected
+	state     *linkpb.MissionState
+}
+
+// deriveMissionStatus computes a mission's status from its targets and what
+// they report. It is pure. Entries keep their LastUpdateTime while nothing in
+// them changes, so an idle mission's status does not change.
+func deriveMissionStatus(m *edgev1alpha1.Mission, targets []string, selErr error, views map[string]missionView, now time.Time) edgev1alpha1.MissionStatus {
+	st := edgev1alpha1.MissionStatus{ObservedGeneration: m.Generation, Conditions: m.Status.DeepCopy().Conditions}
+	cond := func(typ string, s metav1.ConditionStatus, reason, msg string) {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: typ, Status: s, Reason: reason, Message: msg,
+			ObservedGeneration: m.Generation, LastTransitionTime: metav1.NewTime(now.Truncate(time.Second))})
+	}
+	if selErr != nil {
+		cond(edgev1alpha1.MissionAccepted, metav1.ConditionFalse, "InvalidPlacement", selErr.Error())
+		cond(edgev1alpha1.MissionReady, metav1.ConditionFalse, "InvalidPlacement", "no cluster can be selected")
+		return st
+	}
+	cond(edgev1alpha1.MissionAccepted, metav1.ConditionTrue, "Placed", fmt.Sprintf("%d clusters selected", len(targets)))
+	previous := map[string]edgev1alpha1.ClusterStatus{}
+	for _, c := range m.Status.Clusters {
+		previous[c.Cluster] = c
+	}
+	entries := make([]edgev1alpha1.ClusterStatus, 0, len(targets))
+	for _, t := range targets {
+		v := views[t]
+		e := edgev1alpha1.ClusterStatus{Cluster: t}
+		switch {
+		case !v.connected:
+			e.Phase = edgev1alpha1.PhaseUnknown
+			e.Message = "cluster unreachable; unknown since " + v.since.UTC().Format(time.RFC3339)
+			if v.state != nil {
+				e.Generation = v.state.GetGeneration()
+			}
+		case v.state == nil:
+			e.Phase, e.Message = edgev1alpha1.PhasePending, "not yet applied"
+		case v.state.GetGeneration() != m.Generation:
+			e.Phase = edgev1alpha1.PhasePending
+			e.Message = fmt.Sprintf("generation %d applied, %d on its way", v.state.GetGeneration(), m.Generation)
+			e.Generation = v.state.GetGeneration()
+		default:
+			e.Phase = edgev1alpha1.ClusterPhase(v.state.GetPhase())
+			e.Message = v.state.GetMessage()
+			e.Generation = v.state.GetGeneration()
+			for _, r := range v.state.GetResources() {
+				e.Resources = append(e.Resources, edgev1alpha1.ResourceStatus{APIVersion: r.GetApiVersion(), Kind: r.GetKind(),
+					Namespace: r.GetNamespace(), Name: r.GetName(), Status: r.GetStatus(), Message: r.GetMessage()})
+			}
+		}
+		if p, ok := previous[t]; ok && p.LastUpdateTime != nil && sameEntry(p, e) {
+			e.LastUpdateTime = p.LastUpdateTime
+		} else {
+			e.LastUpdateTime = timePtr(now)
+		}
+		switch e.Phase {
+		case edgev1alpha1.PhaseReady:
+			st.Summary.Ready++
+			st.Summary.Applied++
+		case edgev1alpha1.PhaseApplied:
+			st.Summary.Applied++
+		case edgev1alpha1.PhaseFailed:
+			st.Summary.Failed++
+		case edgev1alpha1.PhaseUnknown:
+			st.Summary.Unknown++
+		}
+		entries = append(entries, e)
+	}
+	st.Summary.Targeted = int32(len(targets))
+	// Failures first, then unknown, then the rest; by name within each.
+	rank := map[edgev1alpha1.ClusterPhase]int{edgev1alpha1.PhaseFailed: 0, edgev1alpha1.PhaseUnknown: 1}
+	sort.SliceStable(entries, func(i, j int) bool {
+		ri, ok := rank[entries[i].Phase]
+		if !ok {
+			ri = 2
+		}
+		rj, ok := rank[entries[j].Phase]
+		if !ok {
+			rj = 2
+		}
+		if ri != rj {
+			return ri < rj
+		}
+		return entries[i].Cluster < entries[j].Cluster
+	})
+	if len(entries) > edgev1alpha1.MaxClusterStatuses {
+		st.ClustersOmitted = int32(len(entries) - edgev1alpha1.MaxClusterStatuses)
+		entries = entries[:edgev1alpha1.MaxClusterStatuses]
+	}
+	st.Clusters = entries
+	switch s := st.Summary; {
+	case s.Targeted == 0:
+		cond(edgev1alpha1.MissionReady, metav1.ConditionFalse, "NoClusters", "the placement selects no cluster")
+	case s.Failed > 0:
+		cond(edgev1alpha1.MissionReady, metav1.ConditionFalse, "Failed", fmt.Sprintf("%d of %d clusters failed", s.Failed, s.Targeted))
+	case s.Unknown > 0:
+		cond(edgev1alpha1.MissionReady, metav1.ConditionUnknown, "ClustersUnreachable", fmt.Sprintf("%d of %d clusters unreachable", s.Unknown, s.Targeted))
+	case s.Ready == s.Targeted:
+		cond(edgev1alpha1.MissionReady, metav1.ConditionTrue, "Ready", fmt.Sprintf("ready in all %d clusters", s.Targeted))
+	default:
+		cond(edgev1alpha1.MissionReady, metav1.ConditionFalse, "Progressing", fmt.Sprintf("ready in %d of %d clusters", s.Ready, s.Targeted))
+	}
+	return st
+}
+
+func sameEntry(a, b edgev1alpha1.ClusterStatus) bool {
+	a.LastUpdateTime, b.LastUpdateTime = nil, nil
+	return equality.Semantic.DeepEqual(a, b)
+}
+
+// missionViews gathers what the children report of a mission in each target.
+func (h *Hub) missionViews(m *edgev1alpha1.Mission, targets []string) map[string]missionView {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := map[string]missionView{}
+	for _, t := range targets {
+		// Not reported yet (never connected, or this hub just restarted):
+		// Pending, not Unknown.
+		v := missionView{connected: true}
+		for name, c := range h.children {
+			s, ok := c.states[t]
+			if !ok {
+				continue
+			}
+			v.connected = c.session != nil && (name == t || s.GetConnected())
+			v.since = c.lastSeen
+			for _, ms := range s.GetMissions() {
+				if ms.GetNamespace() == m.Namespace && ms.GetName() == m.Name {
+					v.state = ms
+				}
+			}
+			break
+		}
+		out[t] = v
+	}
+	return out
+}
+
+// setupMissions registers the Mission reconciler: it delivers missions to
+// the children and keeps their status.
+func (h *Hub) setupMissions(mgr manager.Manager) error {
+	events := make(chan event.TypedGenericEvent[*edgev1alpha1.Mission], 1024)
+	go func() {
+		for range h.missionsChanged {
+			list := &edgev1alpha1.MissionList{}
+			if err := mgr.GetClient().List(context.Background(), list); err != nil {
+				continue
+			}
+			for i := range list.Items {
+				events <- event.TypedGenericEvent[*edgev1alpha1.Mission]{Object: &list.Items[i]}
+			}
+		}
+	}()
+	return ctrl.ControllerManagedBy(mgr).
+		Named("mission").
+		For(&edgev1alpha1.Mission{}).
+		WatchesRawSource(source.Channel(events, &handler.TypedEnqueueRequestForObject[*edgev1alpha1.Mission]{})).
+		Complete(reconcile.Func(h.reconcileMission))
+}
+
+// notifyMissions asks for every mission to be looked at again.
+func (h *Hub) notifyMissions() {
+	select {
+	case h.missionsChanged <- struct{}{}:
+	default: // one pending request covers this one
+	}
+}
+
+func (h *Hub) reconcileMission(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	// Deliver first: a new, changed or deleted mission travels down.
+	h.syncAllObjects(ctx)
+	m := &edgev1alpha1.Mission{}
+	if err := h.client.Get(ctx, req.NamespacedName, m); err != nil {
+		if apierrors.IsNotFound(err) {
+			return reconcile.Result{}, nil
+		}
+		return reconcile.Result{}, err
+	}
+	if m.DeletionTimestamp != nil {
+		return reconcile.Result{}, nil
+	}
+	clusters, err := h.clustersBelow(ctx)
+	if err != nil {
+		return reconcile.Result{}, err
+	}
+	targets, selErr := placement.Select(m.Spec.Placement, clusters, nil)
+	desired := deriveMissionStatus(m, targets, selErr, h.missionViews(m, targets), time.Now())
+	if equality.Semantic.DeepEqual(desired, m.Status) {
+		return reconcile.Result{}, nil
+	}
+	// An update, not a merge patch: a patch would leave out summary counts
+	// that are zero on both sides, and the schema requires them all.
+	m.Status = desired
+	if err := h.client.Status().Update(ctx, m); err != nil {
+		return reconcile.Result{}, fmt.Errorf("updating status of mission %s: %w", req.NamespacedName, err)
+	}
+	statusWrites.Inc()
+	return reconcile.Result{}, nil
+}

@@ -1,0 +1,187 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
+	"github.com/fornax-edge/fornax/internal/localcluster"
+)
+
+func raw(t *testing.T, y string) runtime.RawExtension {
+	t.Helper()
+	j, err := yaml.YAMLToJSON([]byte(y))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return runtime.RawExtension{Raw: j}
+}
+
+func webResources(t *testing.T, image string, withConfigMap bool) []runtime.RawExtension {
+	out := []runtime.RawExtension{raw(t, `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: `+image+`}]
+      tolerations: [{key: kwok.x-k8s.io/node, operator: Exists}]`),
+		raw(t, "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec: {selector: {app: web}, ports: [{port: 80}]}")}
+	if withConfigMap {
+		out = append(out, raw(t, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: edge}"))
+	}
+	return out
+}
+
+// TestMissions delivers a mission selected by label to exactly the matching
+// edge clusters, follows an update, a pruned resource, a cluster relabelled
+// into the selector and the mission's deletion, as a user sees it from the
+// root.
+func TestMissions(t *testing.T) {
+	tr := newTree(t, nil,
+		localcluster.Options{Name: "root"},
+		localcluster.Options{Name: "eu1", NodeGroups: []localcluster.NodeGroup{{Name: "n", Count: 1}}},
+		localcluster.Options{Name: "us1", NodeGroups: []localcluster.NodeGroup{{Name: "n", Count: 1}}},
+	)
+	ctx := t.Context()
+	for name, region := range map[string]string{"eu1": "eu", "us1": "us"} {
+		parent, token, hash := tr.token(t)
+		fornaxctl(t, "join", "--kubeconfig", tr.edges[name].Kubeconfig, "--parent", parent, "--token", token,
+			"--ca-hash", hash, "--name", name, "--labels", "topology.fornax.io/region="+region)
+		tr.startAgent(t, name)
+	}
+	for _, name := range []string{"eu1", "us1"} {
+		waitFor(t, 30*time.Second, name+" Ready", func(ctx context.Context) (bool, error) {
+			ec, err := tr.ec(t, ctx, name)
+			return err == nil && condStatus(ec, edgev1alpha1.EdgeClusterReady) == metav1.ConditionTrue, err
+		})
+	}
+	if _, err := tr.root.Client().CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	m := &edgev1alpha1.Mission{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop"},
+		Spec: edgev1alpha1.MissionSpec{
+			Resources: webResources(t, "registry.example/web:1", true),
+			Placement: edgev1alpha1.Placement{ClusterSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"topology.fornax.io/region": "eu"}}},
+		},
+	}
+	began := time.Now()
+	if err := tr.rootCli.Create(ctx, m); err != nil {
+		t.Fatal(err)
+	}
+	deployment := func(cluster string) func(ctx context.Context) (bool, error) {
+		return func(ctx context.Context) (bool, error) {
+			d, err := tr.edges[cluster].Client().AppsV1().Deployments("shop").Get(ctx, "web", metav1.GetOptions{})
+			return err == nil && d.Status.ReadyReplicas == 2, nil
+		}
+	}
+	waitFor(t, time.Minute, "the deployment Ready in eu1", deployment("eu1"))
+	t.Logf("mission created → 2 pods ready in eu1 in %s", time.Since(began).Round(time.Millisecond))
+	missionReady := func(targeted int32, generation int64) func(ctx context.Context) (bool, error) {
+		return func(ctx context.Context) (bool, error) {
+			got := &edgev1alpha1.Mission{}
+			if err := tr.rootCli.Get(ctx, client.ObjectKeyFromObject(m), got); err != nil {
+				return false, err
+			}
+			c := meta.FindStatusCondition(got.Status.Conditions, edgev1alpha1.MissionReady)
+			ok := got.Status.ObservedGeneration == generation && got.Status.Summary.Targeted == targeted &&
+				got.Status.Summary.Ready == targeted && c != nil && c.Status == metav1.ConditionTrue
+			if !ok {
+				y, _ := yaml.Marshal(got.Status)
+				return false, fmt.Errorf("mission status:\n%s", y)
+			}
+			return true, nil
+		}
+	}
+	waitFor(t, 30*time.Second, "the mission Ready at the root for eu1", missionReady(1, 1))
+	t.Logf("mission created → Ready at the root in %s", time.Since(began).Round(time.Millisecond))
+	if _, err := tr.edges["us1"].Client().AppsV1().Deployments("shop").Get(ctx, "web", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("us1 got the mission although it does not match (%v)", err)
+	}
+	t.Logf("kubectl get missions -n shop:\n%s", kubectl(t, tr.root, "get", "missions", "-n", "shop"))
+
+	update := func(mutate func(*edgev1alpha1.Mission)) {
+		t.Helper()
+		got := &edgev1alpha1.Mission{}
+		if err := tr.rootCli.Get(ctx, client.ObjectKeyFromObject(m), got); err != nil {
+			t.Fatal(err)
+		}
+		mutate(got)
+		if err := tr.rootCli.Update(ctx, got); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("update the image", func(t *testing.T) {
+		update(func(m *edgev1alpha1.Mission) { m.Spec.Resources = webResources(t, "registry.example/web:2", true) })
+		waitFor(t, time.Minute, "the new image rolled out in eu1", func(ctx context.Context) (bool, error) {
+			d, err := tr.edges["eu1"].Client().AppsV1().Deployments("shop").Get(ctx, "web", metav1.GetOptions{})
+			return err == nil && d.Spec.Template.Spec.Containers[0].Image == "registry.example/web:2" &&
+				d.Status.UpdatedReplicas == 2 && d.Status.ReadyReplicas == 2, nil
+		})
+		waitFor(t, 30*time.Second, "the mission Ready at generation 2", missionReady(1, 2))
+	})
+
+	t.Run("remove the ConfigMap", func(t *testing.T) {
+		update(func(m *edgev1alpha1.Mission) { m.Spec.Resources = webResources(t, "registry.example/web:2", false) })
+		waitFor(t, 30*time.Second, "the ConfigMap pruned in eu1", func(ctx context.Context) (bool, error) {
+			_, err := tr.edges["eu1"].Client().CoreV1().ConfigMaps("shop").Get(ctx, "settings", metav1.GetOptions{})
+			return apierrors.IsNotFound(err), nil
+		})
+	})
+
+	t.Run("relabel a cluster into the selector", func(t *testing.T) {
+		ec, err := tr.ec(t, ctx, "us1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		patch := client.MergeFrom(ec.DeepCopy())
+		ec.Labels["topology.fornax.io/region"] = "eu"
+		if err := tr.rootCli.Patch(ctx, ec, patch); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, time.Minute, "the deployment Ready in us1", deployment("us1"))
+		waitFor(t, 30*time.Second, "the mission Ready in both clusters", missionReady(2, 3))
+	})
+
+	t.Run("relabel a cluster out of the selector", func(t *testing.T) {
+		ec, err := tr.ec(t, ctx, "us1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		patch := client.MergeFrom(ec.DeepCopy())
+		ec.Labels["topology.fornax.io/region"] = "us"
+		if err := tr.rootCli.Patch(ctx, ec, patch); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, time.Minute, "the deployment removed from us1", func(ctx context.Context) (bool, error) {
+			_, err := tr.edges["us1"].Client().AppsV1().Deployments("shop").Get(ctx, "web", metav1.GetOptions{})
+			return apierrors.IsNotFound(err), nil
+		})
+		waitFor(t, 30*time.Second, "the mission Ready in eu1 only", missionReady(1, 3))
+	})
+
+	t.Run("delete the mission", func(t *testing.T) {
+		if err := tr.rootCli.Delete(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, time.Minute, "the deployment removed from eu1", func(ctx context.Context) (bool, error) {
+			_, err := tr.edges["eu1"].Client().AppsV1().Deployments("shop").Get(ctx, "web", metav1.GetOptions{})
+			return apierrors.IsNotFound(err), nil
+		})
+	})
+}
