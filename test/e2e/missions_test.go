@@ -3,6 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 	"time"
 
@@ -173,6 +177,24 @@ func TestMissions(t *testing.T) {
 			return apierrors.IsNotFound(err), nil
 		})
 		waitFor(t, 30*time.Second, "the mission Ready in eu1 only", missionReady(1, 3))
+	})
+
+	t.Run("fornaxctl mission create and status", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, "cm.yaml"), []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: greeting}\ndata: {hello: world}\n---\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out := fornaxctl(t, "mission", "create", "greeting", "-N", "shop", "-f", dir, "--clusters", "us1", "--kubeconfig", tr.root.Kubeconfig)
+		if !strings.Contains(out, "created with 1 resources") {
+			t.Errorf("mission create said %q", out)
+		}
+		waitFor(t, 30*time.Second, "the ConfigMap in us1 and Ready at the root", func(ctx context.Context) (bool, error) {
+			if _, err := tr.edges["us1"].Client().CoreV1().ConfigMaps("shop").Get(ctx, "greeting", metav1.GetOptions{}); err != nil {
+				return false, nil
+			}
+			out, _, err := fornaxctlErr(t, "mission", "status", "greeting", "-N", "shop", "--kubeconfig", tr.root.Kubeconfig)
+			return err == nil && regexp.MustCompile(`(?m)^us1\s+Ready\s+1\s`).MatchString(out), nil
+		})
 	})
 
 	t.Run("delete the mission", func(t *testing.T) {

@@ -1,0 +1,179 @@
+package fornaxctl
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/duration"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
+)
+
+func newMissionCommand() *cobra.Command {
+	cmd := &cobra.Command{Use: "mission", Short: "Create missions and see where they stand"}
+	var f clusterFlags
+	var files, clusters, subtrees, exclude []string
+	var selector, namespace string
+	create := &cobra.Command{
+		Use:   "create NAME -f FILE_OR_DIR",
+		Short: "Wrap plain manifests into a Mission and create it",
+		Long: `mission create reads Kubernetes manifests (YAML or JSON, several documents per
+file; every *.yaml, *.yml and *.json file of a directory) and creates a Mission that
+places them on the selected clusters. Without --clusters, --selector or --subtree
+the mission goes to every cluster.`,
+		Example: `  fornaxctl mission create web -n shop -f ./web/ --selector topology.fornax.io/region=eu
+  fornaxctl mission create migrate -n shop -f job.yaml --clusters berlin-3,paris-1`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(files) == 0 {
+				return errors.New("give the manifests with -f FILE_OR_DIR")
+			}
+			var resources []runtime.RawExtension
+			for _, p := range files {
+				rs, err := readManifests(p)
+				if err != nil {
+					return err
+				}
+				resources = append(resources, rs...)
+			}
+			if len(resources) == 0 {
+				return fmt.Errorf("no manifests found in %s", strings.Join(files, ", "))
+			}
+			m := &edgev1alpha1.Mission{
+				ObjectMeta: metav1.ObjectMeta{Name: args[0], Namespace: namespace},
+				Spec: edgev1alpha1.MissionSpec{Resources: resources, Placement: edgev1alpha1.Placement{
+					Clusters: clusters, Subtrees: subtrees, Exclude: exclude}},
+			}
+			if selector != "" {
+				sel, err := metav1.ParseToLabelSelector(selector)
+				if err != nil {
+					return fmt.Errorf("--selector: %w", err)
+				}
+				m.Spec.Placement.ClusterSelector = sel
+			}
+			_, _, c, err := f.clients()
+			if err != nil {
+				return err
+			}
+			if err := c.Create(cmd.Context(), m); err != nil {
+				return fmt.Errorf("creating mission %s/%s: %w", namespace, args[0], err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "mission %s/%s created with %d resources; follow it with: fornaxctl mission status %s -n %s\n",
+				namespace, args[0], len(resources), args[0], namespace)
+			return nil
+		},
+	}
+	f.add(create)
+	create.Flags().StringVarP(&namespace, "mission-namespace", "N", "default", "namespace of the mission (its namespaced resources land in it at the edge)")
+	create.Flags().StringSliceVarP(&files, "filename", "f", nil, "manifest file or directory (repeatable)")
+	create.Flags().StringSliceVar(&clusters, "clusters", nil, "cluster names to place on")
+	create.Flags().StringVar(&selector, "selector", "", "label selector over EdgeCluster labels, e.g. topology.fornax.io/region=eu")
+	create.Flags().StringSliceVar(&subtrees, "subtree", nil, "clusters whose whole subtree to place on")
+	create.Flags().StringSliceVar(&exclude, "exclude", nil, "clusters never to place on")
+
+	var sf clusterFlags
+	var statusNS string
+	st := &cobra.Command{
+		Use:     "status NAME",
+		Short:   "Show where a mission stands in each cluster",
+		Example: `  fornaxctl mission status web -N shop`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, _, c, err := sf.clients()
+			if err != nil {
+				return err
+			}
+			m := &edgev1alpha1.Mission{}
+			if err := c.Get(cmd.Context(), client.ObjectKey{Namespace: statusNS, Name: args[0]}, m); err != nil {
+				return fmt.Errorf("reading mission %s/%s: %w", statusNS, args[0], err)
+			}
+			return printMissionStatus(cmd.OutOrStdout(), m, time.Now())
+		},
+	}
+	sf.add(st)
+	st.Flags().StringVarP(&statusNS, "mission-namespace", "N", "default", "namespace of the mission")
+	cmd.AddCommand(create, st)
+	return cmd
+}
+
+// readManifests reads every manifest of a file, or of the manifest files of a directory.
+func readManifests(path string) ([]runtime.RawExtension, error) {
+	info, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	paths := []string{path}
+	if info.IsDir() {
+		paths = nil
+		entries, err := os.ReadDir(path)
+		if err != nil {
+			return nil, err
+		}
+		for _, e := range entries {
+			switch filepath.Ext(e.Name()) {
+			case ".yaml", ".yml", ".json":
+				paths = append(paths, filepath.Join(path, e.Name()))
+			}
+		}
+		sort.Strings(paths)
+	}
+	var out []runtime.RawExtension
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+		for i := 1; ; i++ {
+			var ext runtime.RawExtension
+			if err := dec.Decode(&ext); err != nil {
+				if errors.Is(err, io.EOF) {
+					break
+				}
+				return nil, fmt.Errorf("%s, document %d: %w", p, i, err)
+			}
+			if len(bytes.TrimSpace(ext.Raw)) == 0 || string(ext.Raw) == "null" {
+				continue
+			}
+			out = append(out, ext)
+		}
+	}
+	return out, nil
+}
+
+func printMissionStatus(out io.Writer, m *edgev1alpha1.Mission, now time.Time) error {
+	s := m.Status.Summary
+	ready := "-"
+	if c := meta.FindStatusCondition(m.Status.Conditions, edgev1alpha1.MissionReady); c != nil {
+		ready = fmt.Sprintf("%s (%s: %s)", c.Status, c.Reason, c.Message)
+	}
+	fmt.Fprintf(out, "Mission %s/%s, generation %d (status for %d)\nReady: %s\nTargeted %d, applied %d, ready %d, failed %d, unknown %d\n\n",
+		m.Namespace, m.Name, m.Generation, m.Status.ObservedGeneration, ready, s.Targeted, s.Applied, s.Ready, s.Failed, s.Unknown)
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CLUSTER\tPHASE\tGENERATION\tUPDATED\tMESSAGE")
+	for _, c := range m.Status.Clusters {
+		updated := "-"
+		if c.LastUpdateTime != nil {
+			updated = duration.HumanDuration(now.Sub(c.LastUpdateTime.Time)) + " ago"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", c.Cluster, c.Phase, c.Generation, updated, dash(c.Message))
+	}
+	if m.Status.ClustersOmitted > 0 {
+		fmt.Fprintf(tw, "(%d more clusters not listed)\n", m.Status.ClustersOmitted)
+	}
+	return tw.Flush()
+}
