@@ -215,10 +215,21 @@ func (a *Agent) reconcileMission(ctx context.Context, req reconcile.Request) (re
 	a.setMissionState(key, state)
 	// kstatus readiness changes without the mission changing: look again
 	// soon while not Ready; re-apply now and then, which reverts drift.
-	if state.GetPhase() != string(edgev1alpha1.PhaseReady) {
+	if state.GetPhase() != string(edgev1alpha1.PhaseReady) || jobRunning(res) {
 		return reconcile.Result{RequeueAfter: time.Second}, nil
 	}
 	return reconcile.Result{RequeueAfter: 30 * time.Second}, nil
+}
+
+// jobRunning reports whether a Job of the mission has started but not yet
+// completed: kstatus calls it Current, but its completion is worth reporting soon.
+func jobRunning(res apply.Result) bool {
+	for _, r := range res.Resources {
+		if r.Ref.Group == "batch" && r.Ref.Kind == "Job" && r.Err == "" && !r.Complete {
+			return true
+		}
+	}
+	return false
 }
 
 // missionState summarises an apply result for the parent.

@@ -197,6 +197,92 @@ func TestMissions(t *testing.T) {
 		})
 	})
 
+	getMission := func(ctx context.Context, name string) (*edgev1alpha1.Mission, error) {
+		got := &edgev1alpha1.Mission{}
+		err := tr.rootCli.Get(ctx, client.ObjectKey{Namespace: "shop", Name: name}, got)
+		return got, err
+	}
+
+	t.Run("a Job mission completes", func(t *testing.T) {
+		job := &edgev1alpha1.Mission{ObjectMeta: metav1.ObjectMeta{Name: "migrate", Namespace: "shop"},
+			Spec: edgev1alpha1.MissionSpec{Placement: edgev1alpha1.Placement{Clusters: []string{"eu1"}},
+				Resources: []runtime.RawExtension{raw(t, `apiVersion: batch/v1
+kind: Job
+metadata: {name: migrate}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: m, image: registry.example/migrate:1}]
+      tolerations: [{key: kwok.x-k8s.io/node, operator: Exists}]`)}}}
+		if err := tr.rootCli.Create(ctx, job); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, time.Minute, "the Job Complete in eu1, seen at the root", func(ctx context.Context) (bool, error) {
+			got, err := getMission(ctx, "migrate")
+			if err != nil || len(got.Status.Clusters) != 1 || len(got.Status.Clusters[0].Resources) != 1 {
+				return false, err
+			}
+			return got.Status.Clusters[0].Phase == edgev1alpha1.PhaseReady && got.Status.Clusters[0].Resources[0].Status == "Complete", nil
+		})
+	})
+
+	t.Run("bad input fails only that mission", func(t *testing.T) {
+		bad := &edgev1alpha1.Mission{ObjectMeta: metav1.ObjectMeta{Name: "bad", Namespace: "shop"},
+			Spec: edgev1alpha1.MissionSpec{Placement: edgev1alpha1.Placement{Clusters: []string{"eu1", "us1"}},
+				Resources: []runtime.RawExtension{
+					raw(t, "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}"),
+					raw(t, "apiVersion: v1\nkind: Service\nmetadata: {name: broken}\nspec: {ports: [{port: 99999}]}"),
+				}}}
+		if err := tr.rootCli.Create(ctx, bad); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, "the mission Failed in both clusters with the reasons", func(ctx context.Context) (bool, error) {
+			got, err := getMission(ctx, "bad")
+			if err != nil || got.Status.Summary.Failed != 2 {
+				return false, err
+			}
+			for _, c := range got.Status.Clusters {
+				if !strings.Contains(c.Message, "no kind Widget") || !strings.Contains(c.Message, "in cluster "+c.Cluster) {
+					return false, fmt.Errorf("%s: %q", c.Cluster, c.Message)
+				}
+				if len(c.Resources) != 2 || !strings.Contains(c.Resources[1].Message, "refused Service shop/broken") {
+					return false, fmt.Errorf("%s resources: %+v", c.Cluster, c.Resources)
+				}
+			}
+			return true, nil
+		})
+		// The other missions are not affected.
+		if got, err := getMission(ctx, "greeting"); err != nil || got.Status.Summary.Ready != 1 {
+			t.Errorf("the greeting mission after a bad one: %+v (%v)", got.Status.Summary, err)
+		}
+	})
+
+	t.Run("orphan keeps the resources", func(t *testing.T) {
+		keep := &edgev1alpha1.Mission{ObjectMeta: metav1.ObjectMeta{Name: "keep", Namespace: "shop"},
+			Spec: edgev1alpha1.MissionSpec{DeletionPolicy: edgev1alpha1.DeletionPolicyOrphan,
+				Placement: edgev1alpha1.Placement{Clusters: []string{"eu1"}},
+				Resources: []runtime.RawExtension{raw(t, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: kept}\ndata: {a: b}")}}}
+		if err := tr.rootCli.Create(ctx, keep); err != nil {
+			t.Fatal(err)
+		}
+		eu1 := edgeClient(t, tr.edges["eu1"])
+		waitFor(t, 30*time.Second, "the ConfigMap in eu1", func(ctx context.Context) (bool, error) {
+			_, err := tr.edges["eu1"].Client().CoreV1().ConfigMaps("shop").Get(ctx, "kept", metav1.GetOptions{})
+			return err == nil, nil
+		})
+		if err := tr.rootCli.Delete(ctx, keep); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, "the mission gone from eu1", func(ctx context.Context) (bool, error) {
+			err := eu1.Get(ctx, client.ObjectKey{Namespace: "shop", Name: "keep"}, &edgev1alpha1.Mission{})
+			return apierrors.IsNotFound(err), nil
+		})
+		if _, err := tr.edges["eu1"].Client().CoreV1().ConfigMaps("shop").Get(ctx, "kept", metav1.GetOptions{}); err != nil {
+			t.Errorf("an Orphan mission's ConfigMap was deleted: %v", err)
+		}
+	})
+
 	t.Run("delete the mission", func(t *testing.T) {
 		if err := tr.rootCli.Delete(ctx, m); err != nil {
 			t.Fatal(err)
