@@ -212,6 +212,15 @@ func (a *Agent) reconcileMission(ctx context.Context, req reconcile.Request) (re
 		}
 	}
 	state := missionState(m, target.Generation, res)
+	a.mu.Lock()
+	for _, r := range res.Resources {
+		if r.Drifted {
+			a.drift[key]++
+			a.log.Info("drift reverted", "mission", key, "object", r.Ref.String())
+		}
+	}
+	state.DriftCorrections = a.drift[key]
+	a.mu.Unlock()
 	a.setMissionState(key, state)
 	// kstatus readiness changes without the mission changing: look again
 	// soon while not Ready; re-apply now and then, which reverts drift.
@@ -273,6 +282,7 @@ func (a *Agent) setMissionState(key string, s *linkpb.MissionState) {
 	old := a.missions[key]
 	if s == nil {
 		delete(a.missions, key)
+		delete(a.drift, key)
 	} else {
 		a.missions[key] = s
 	}

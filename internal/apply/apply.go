@@ -89,6 +89,9 @@ type ResourceResult struct {
 	// Complete is true for a Job that has completed. kstatus calls a started
 	// Job Current; a mission's Job is done only when it completes.
 	Complete bool
+	// Drifted is true when this apply reverted a change someone else made to
+	// the object since the same mission generation applied it.
+	Drifted bool
 }
 
 // Result is the outcome of applying one mission.
@@ -220,6 +223,7 @@ func (a *Applier) applyOne(ctx context.Context, m Mission, u *unstructured.Unstr
 	existing, err := ri.Get(ctx, u.GetName(), metav1.GetOptions{})
 	switch {
 	case apierrors.IsNotFound(err):
+		existing = nil
 	case err != nil:
 		return fail("reading %s: %v", ref, err)
 	case existing.GetAnnotations()[AnnotationMission] != m.ref():
@@ -252,9 +256,22 @@ func (a *Applier) applyOne(ctx context.Context, m Mission, u *unstructured.Unstr
 	if err != nil {
 		return fail("cluster %s refused %s: %v", a.cluster, ref, apiMessage(err))
 	}
-	rr := ResourceResult{Ref: ref}
+	rr := ResourceResult{Ref: ref, Drifted: drifted(existing, applied, m.Generation)}
 	rr.judge(applied)
 	return rr
+}
+
+// drifted tells whether re-applying the same mission generation changed the
+// object: its generation moved (objects with a spec), or, for objects without
+// one (ConfigMaps, Secrets), its resource version.
+func drifted(before, after *unstructured.Unstructured, generation int64) bool {
+	if before == nil || before.GetAnnotations()[AnnotationGeneration] != fmt.Sprint(generation) {
+		return false // new, or a new generation of the mission: a change, not drift
+	}
+	if before.GetGeneration() > 0 {
+		return after.GetGeneration() != before.GetGeneration()
+	}
+	return after.GetResourceVersion() != before.GetResourceVersion()
 }
 
 // judge sets the readiness of an object as it is in the cluster.

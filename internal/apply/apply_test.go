@@ -118,6 +118,21 @@ func TestApplyPruneAndReadiness(t *testing.T) {
 	if img := d.Spec.Template.Spec.Containers[0].Image; img != "registry.example/web:2" {
 		t.Errorf("drift not reverted: image %s", img)
 	}
+	drifted := 0
+	for _, r := range res.Resources {
+		if r.Drifted {
+			drifted++
+			if r.Ref.Kind != "Deployment" {
+				t.Errorf("%s reported drifted", r.Ref)
+			}
+		}
+	}
+	if drifted != 1 {
+		t.Errorf("%d resources reported drifted, want the Deployment", drifted)
+	}
+	if again := a.Apply(ctx, m, res.Inventory); again.Resources[0].Drifted || again.Resources[1].Drifted || again.Resources[2].Drifted {
+		t.Errorf("an apply with nothing changed reported drift: %+v", again.Resources)
+	}
 
 	// The ConfigMap leaves the mission: pruned.
 	m.Generation, m.Resources = 3, objs(t, deployment("registry.example/web:2"), service)

@@ -69,6 +69,7 @@ func deriveMissionStatus(m *edgev1alpha1.Mission, targets []string, selErr error
 			e.Phase = edgev1alpha1.ClusterPhase(v.state.GetPhase())
 			e.Message = v.state.GetMessage()
 			e.Generation = v.state.GetGeneration()
+			e.DriftCorrections = v.state.GetDriftCorrections()
 			for _, r := range v.state.GetResources() {
 				e.Resources = append(e.Resources, edgev1alpha1.ResourceStatus{APIVersion: r.GetApiVersion(), Kind: r.GetKind(),
 					Namespace: r.GetNamespace(), Name: r.GetName(), Status: r.GetStatus(), Message: r.GetMessage()})

@@ -148,6 +148,31 @@ func TestMissions(t *testing.T) {
 		})
 	})
 
+	t.Run("drift at the edge is reverted and counted", func(t *testing.T) {
+		dc := tr.edges["eu1"].Client().AppsV1().Deployments("shop")
+		d, err := dc.Get(ctx, "web", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.Spec.Template.Spec.Containers[0].Image = "registry.example/web:hacked" // what kubectl edit does
+		if _, err := dc.Update(ctx, d, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		began := time.Now()
+		waitFor(t, 90*time.Second, "the edit reverted and counted at the root", func(ctx context.Context) (bool, error) {
+			d, err := dc.Get(ctx, "web", metav1.GetOptions{})
+			if err != nil || d.Spec.Template.Spec.Containers[0].Image != "registry.example/web:2" {
+				return false, err
+			}
+			got := &edgev1alpha1.Mission{}
+			if err := tr.rootCli.Get(ctx, client.ObjectKeyFromObject(m), got); err != nil {
+				return false, err
+			}
+			return len(got.Status.Clusters) == 1 && got.Status.Clusters[0].DriftCorrections >= 1, nil
+		})
+		t.Logf("drift reverted and counted at the root %s after the edit", time.Since(began).Round(time.Second))
+	})
+
 	t.Run("relabel a cluster into the selector", func(t *testing.T) {
 		ec, err := tr.ec(t, ctx, "us1")
 		if err != nil {

@@ -160,6 +160,10 @@ type ClusterStatus struct {
 	// +kubebuilder:validation:MaxItems=256
 	// +optional
 	Resources []ResourceStatus `json:"resources,omitempty"`
+	// DriftCorrections counts the times an applied object was found changed by
+	// someone else in this cluster and re-applied.
+	// +optional
+	DriftCorrections int64 `json:"driftCorrections,omitempty"`
 	// LastUpdateTime is when this entry last changed; for PhaseUnknown, since
 	// when the cluster has been unreachable.
 	// +optional
