@@ -399,3 +399,19 @@ func hasPrefix(fields, want []string) bool {
 	}
 	return true
 }
+
+// TestOversizedMissionRejected: a mission larger than the API server accepts
+// is refused with a message that names the limit.
+func TestOversizedMissionRejected(t *testing.T) {
+	big := strings.Repeat("x", 4<<20)
+	m := &edgev1alpha1.Mission{
+		ObjectMeta: metav1.ObjectMeta{Name: "huge", Namespace: "default"},
+		Spec: edgev1alpha1.MissionSpec{Resources: []runtime.RawExtension{{
+			Raw: []byte(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"huge"},"data":{"blob":"` + big + `"}}`)}}},
+	}
+	err := newClient(t).Create(t.Context(), m)
+	if err == nil || !strings.Contains(err.Error(), "limit") {
+		t.Fatalf("a 4 MiB mission: %v; want a refusal naming the limit", err)
+	}
+	t.Logf("refused with: %.200s", err)
+}
