@@ -306,7 +306,7 @@ func newGetCommand() *cobra.Command {
 	}
 	f.add(clusters)
 	clusters.Flags().StringVarP(&output, "output", "o", "table", "table, wide, yaml or json")
-	cmd.AddCommand(clusters)
+	cmd.AddCommand(clusters, newGetMissionsCommand())
 	return cmd
 }
 

@@ -177,3 +177,48 @@ func printMissionStatus(out io.Writer, m *edgev1alpha1.Mission, now time.Time) e
 	}
 	return tw.Flush()
 }
+
+func newGetMissionsCommand() *cobra.Command {
+	var f clusterFlags
+	var ns string
+	var all bool
+	cmd := &cobra.Command{
+		Use:     "missions",
+		Aliases: []string{"mission", "mis"},
+		Short:   "List missions with their per-cluster counts",
+		Example: `  fornaxctl get missions -A
+  fornaxctl get missions -N shop`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			_, _, c, err := f.clients()
+			if err != nil {
+				return err
+			}
+			list := &edgev1alpha1.MissionList{}
+			var opts []client.ListOption
+			if !all {
+				opts = append(opts, client.InNamespace(ns))
+			}
+			if err := c.List(cmd.Context(), list, opts...); err != nil {
+				return fmt.Errorf("listing missions: %w", err)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAMESPACE\tNAME\tTARGETED\tREADY\tFAILED\tUNKNOWN\tSTATUS\tAGE")
+			now := time.Now()
+			for _, m := range list.Items {
+				st := "-"
+				if c := meta.FindStatusCondition(m.Status.Conditions, edgev1alpha1.MissionReady); c != nil {
+					st = c.Reason
+				}
+				s := m.Status.Summary
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", m.Namespace, m.Name, s.Targeted, s.Ready, s.Failed, s.Unknown,
+					st, duration.HumanDuration(now.Sub(m.CreationTimestamp.Time)))
+			}
+			return tw.Flush()
+		},
+	}
+	f.add(cmd)
+	cmd.Flags().StringVarP(&ns, "mission-namespace", "N", "default", "namespace of the missions")
+	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "missions of every namespace")
+	return cmd
+}

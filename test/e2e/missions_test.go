@@ -220,6 +220,10 @@ func TestMissions(t *testing.T) {
 			out, _, err := fornaxctlErr(t, "mission", "status", "greeting", "-N", "shop", "--kubeconfig", tr.root.Kubeconfig)
 			return err == nil && regexp.MustCompile(`(?m)^us1\s+Ready\s+1\s`).MatchString(out), nil
 		})
+		out = fornaxctl(t, "get", "missions", "-A", "--kubeconfig", tr.root.Kubeconfig)
+		if !regexp.MustCompile(`(?m)^shop\s+greeting\s+1\s+1\s+0\s+0\s+Ready\s`).MatchString(out) {
+			t.Errorf("fornaxctl get missions -A:\n%s", out)
+		}
 	})
 
 	getMission := func(ctx context.Context, name string) (*edgev1alpha1.Mission, error) {
