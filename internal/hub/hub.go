@@ -110,6 +110,9 @@ type Hub struct {
 	// missionsChanged asks for every mission to be delivered and its status
 	// derived again (a report, a link up or down, a cluster relabelled).
 	missionsChanged chan struct{}
+	// syncNeeded asks the delivery worker to send every child what changed;
+	// a burst of requests is served by one pass.
+	syncNeeded chan struct{}
 
 	servingMu   sync.Mutex
 	serving     *tls.Certificate
@@ -154,7 +157,8 @@ func New(ctx context.Context, opts Options, kube kubernetes.Interface, c client.
 	return &Hub{
 		opts: opts, kube: kube, client: c, log: opts.Logger.With("role", "hub"),
 		started: time.Now(), ca: ca, changed: make(chan string, 1024), missionsChanged: make(chan struct{}, 1),
-		children: map[string]*child{},
+		syncNeeded: make(chan struct{}, 1),
+		children:   map[string]*child{},
 	}, nil
 }
 

@@ -153,6 +153,27 @@ func (h *Hub) syncObjects(ctx context.Context, child string) {
 	}
 }
 
+// requestSync asks the delivery worker for a pass over every child.
+func (h *Hub) requestSync() {
+	select {
+	case h.syncNeeded <- struct{}{}:
+	default: // a pass is already pending and will see this change
+	}
+}
+
+// syncLoop is the delivery worker: one pass over every child per batch of
+// requests, however many missions changed.
+func (h *Hub) syncLoop(ctx context.Context) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-h.syncNeeded:
+			h.syncAllObjects(ctx)
+		}
+	}
+}
+
 // syncAllObjects re-sends to every connected child what changed.
 func (h *Hub) syncAllObjects(ctx context.Context) {
 	h.mu.Lock()

@@ -178,6 +178,9 @@ func (h *Hub) setupMissions(mgr manager.Manager) error {
 			}
 		}
 	}()
+	if err := mgr.Add(manager.RunnableFunc(h.syncLoop)); err != nil {
+		return err
+	}
 	return ctrl.ControllerManagedBy(mgr).
 		Named("mission").
 		For(&edgev1alpha1.Mission{}).
@@ -194,8 +197,8 @@ func (h *Hub) notifyMissions() {
 }
 
 func (h *Hub) reconcileMission(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	// Deliver first: a new, changed or deleted mission travels down.
-	h.syncAllObjects(ctx)
+	// A new, changed or deleted mission travels down (coalesced).
+	h.requestSync()
 	m := &edgev1alpha1.Mission{}
 	if err := h.client.Get(ctx, req.NamespacedName, m); err != nil {
 		if apierrors.IsNotFound(err) {
