@@ -91,10 +91,10 @@ type Agent struct {
 
 	client  client.Client // this cluster's API, for the parent's missions
 	applier *apply.Applier
+	watch   *objectWatch
 
 	mu       sync.Mutex
 	missions map[string]*linkpb.MissionState   // by namespace/name, for reports
-	drift    map[string]int64                  // drift corrections by mission
 	seq      uint64                            // last report seq sent in this epoch
 	acked    uint64                            // last report seq the parent acknowledged
 	sentAt   map[uint64][]*linkpb.ClusterState // states as of each unacknowledged report
@@ -120,7 +120,7 @@ func New(ctx context.Context, opts Options, kube kubernetes.Interface) (*Agent, 
 		opts: opts, kube: kube, epoch: binary.LittleEndian.Uint64(b[:]) | 1,
 		log:   opts.Logger.With("role", "agent", "cluster", creds.Cluster, "parent", creds.ParentAddress),
 		dirty: make(chan struct{}, 1), sentAt: map[uint64][]*linkpb.ClusterState{},
-		missions: map[string]*linkpb.MissionState{}, drift: map[string]int64{},
+		missions: map[string]*linkpb.MissionState{},
 	}
 	a.creds.Store(creds)
 	a.cert.Store(cert)

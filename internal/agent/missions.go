@@ -12,10 +12,13 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
 	"github.com/fornax-edge/fornax/internal/apply"
@@ -31,6 +34,7 @@ const (
 	annotationSourceGeneration = "edge.fornax.io/source-generation"
 	annotationDigest           = "edge.fornax.io/sent-digest"
 	annotationInventory        = "edge.fornax.io/inventory"
+	annotationDrift            = "edge.fornax.io/drift-corrections"
 	finalizerCleanup           = "edge.fornax.io/cleanup"
 	fieldManagerAgent          = "fornax-agent"
 )
@@ -43,11 +47,15 @@ func (a *Agent) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	a.client, a.applier = mgr.GetClient(), applier
+	a.watch = newObjectWatch(applier.Dynamic())
+	if err := mgr.Add(a.watch); err != nil {
+		return err
+	}
 	fromParent := predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetLabels()[labelFromParent] == "true" })
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("mission-apply").
-		For(&edgev1alpha1.Mission{}).
-		WithEventFilter(fromParent).
+		For(&edgev1alpha1.Mission{}, builder.WithPredicates(fromParent)).
+		WatchesRawSource(source.Channel(a.watch.events, &handler.EnqueueRequestForObject{})).
 		Complete(reconcile.Func(a.reconcileMission))
 }
 
@@ -204,30 +212,40 @@ func (a *Agent) reconcileMission(ctx context.Context, req reconcile.Request) (re
 		target.Resources = append(target.Resources, u)
 	}
 	res := a.applier.Apply(ctx, target, inventory)
-	if inv, _ := json.Marshal(res.Inventory); string(inv) != m.Annotations[annotationInventory] {
+	for _, ref := range res.Inventory {
+		if gvr, err := a.applier.Resource(ref); err == nil {
+			a.watch.ensure(gvr)
+		}
+	}
+	// The drift count lives on the stored mission, so it survives restarts.
+	drift, _ := strconv.ParseInt(m.Annotations[annotationDrift], 10, 64)
+	for _, r := range res.Resources {
+		if r.Drifted {
+			drift++
+			a.log.Info("drift reverted", "mission", key, "object", r.Ref.String())
+		}
+	}
+	inv, _ := json.Marshal(res.Inventory)
+	if string(inv) != m.Annotations[annotationInventory] || drift > 0 && strconv.FormatInt(drift, 10) != m.Annotations[annotationDrift] {
 		patch := client.MergeFrom(m.DeepCopy())
 		m.Annotations[annotationInventory] = string(inv)
+		if drift > 0 {
+			m.Annotations[annotationDrift] = strconv.FormatInt(drift, 10)
+		}
 		if err := a.client.Patch(ctx, m, patch); err != nil {
 			return reconcile.Result{}, fmt.Errorf("recording the inventory of mission %s: %w", key, err)
 		}
 	}
 	state := missionState(m, target.Generation, res)
-	a.mu.Lock()
-	for _, r := range res.Resources {
-		if r.Drifted {
-			a.drift[key]++
-			a.log.Info("drift reverted", "mission", key, "object", r.Ref.String())
-		}
-	}
-	state.DriftCorrections = a.drift[key]
-	a.mu.Unlock()
+	state.DriftCorrections = drift
 	a.setMissionState(key, state)
-	// kstatus readiness changes without the mission changing: look again
-	// soon while not Ready; re-apply now and then, which reverts drift.
+	// Changes to the applied objects wake the mission through the watch; the
+	// requeue is a safety net (a watch that has not synced yet, a kind
+	// whose readiness depends on objects Fornax does not watch).
 	if state.GetPhase() != string(edgev1alpha1.PhaseReady) || jobRunning(res) {
-		return reconcile.Result{RequeueAfter: time.Second}, nil
+		return reconcile.Result{RequeueAfter: 5 * time.Second}, nil
 	}
-	return reconcile.Result{RequeueAfter: 30 * time.Second}, nil
+	return reconcile.Result{RequeueAfter: 5 * time.Minute}, nil
 }
 
 // jobRunning reports whether a Job of the mission has started but not yet
@@ -282,7 +300,6 @@ func (a *Agent) setMissionState(key string, s *linkpb.MissionState) {
 	old := a.missions[key]
 	if s == nil {
 		delete(a.missions, key)
-		delete(a.drift, key)
 	} else {
 		a.missions[key] = s
 	}

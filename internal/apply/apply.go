@@ -378,3 +378,15 @@ func (a *Applier) Status(ctx context.Context, inventory []Ref) []ResourceResult 
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// Resource returns the API resource of an applied object's kind.
+func (a *Applier) Resource(ref Ref) (schema.GroupVersionResource, error) {
+	m, err := a.mapping(schema.GroupVersionKind{Group: ref.Group, Version: ref.Version, Kind: ref.Kind})
+	if err != nil {
+		return schema.GroupVersionResource{}, err
+	}
+	return m.Resource, nil
+}
+
+// Dynamic returns the applier's dynamic client.
+func (a *Applier) Dynamic() dynamic.Interface { return a.dyn }

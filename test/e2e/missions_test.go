@@ -170,7 +170,22 @@ func TestMissions(t *testing.T) {
 			}
 			return len(got.Status.Clusters) == 1 && got.Status.Clusters[0].DriftCorrections >= 1, nil
 		})
-		t.Logf("drift reverted and counted at the root %s after the edit", time.Since(began).Round(time.Second))
+		t.Logf("drift reverted and counted at the root %s after the edit", time.Since(began).Round(100*time.Millisecond))
+
+		// An applied object deleted at the edge comes back.
+		sc := tr.edges["eu1"].Client().CoreV1().Services("shop")
+		if err := sc.Delete(ctx, "web", metav1.DeleteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		began = time.Now()
+		waitFor(t, 60*time.Second, "the deleted Service recreated", func(ctx context.Context) (bool, error) {
+			_, err := sc.Get(ctx, "web", metav1.GetOptions{})
+			if apierrors.IsNotFound(err) {
+				return false, nil
+			}
+			return err == nil, err
+		})
+		t.Logf("deleted Service recreated %s after the deletion", time.Since(began).Round(100*time.Millisecond))
 	})
 
 	t.Run("relabel a cluster into the selector", func(t *testing.T) {
