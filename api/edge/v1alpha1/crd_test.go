@@ -400,18 +400,38 @@ func hasPrefix(fields, want []string) bool {
 	return true
 }
 
-// TestOversizedMissionRejected: a mission larger than the API server accepts
-// is refused with a message that names the limit.
+// TestOversizedMissionRejected: a mission larger than Fornax or the API
+// server accepts is refused with a message that names the limit.
 func TestOversizedMissionRejected(t *testing.T) {
-	big := strings.Repeat("x", 4<<20)
+	for _, tc := range []struct {
+		name string
+		size int
+		want string
+	}{
+		{"2 MiB of ConfigMap data, over Fornax's 1 MiB", 2 << 20, "over the limit of 1048576 bytes (1 MiB)"},
+		{"4 MiB, over the API server's request limit", 4 << 20, "limit"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			big := strings.Repeat("x", tc.size)
+			m := &edgev1alpha1.Mission{
+				ObjectMeta: metav1.ObjectMeta{Name: "huge", Namespace: "default"},
+				Spec: edgev1alpha1.MissionSpec{Resources: []runtime.RawExtension{{
+					Raw: []byte(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"huge"},"data":{"blob":"` + big + `"}}`)}}},
+			}
+			err := newClient(t).Create(t.Context(), m)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("%v; want a refusal containing %q", err, tc.want)
+			}
+			t.Logf("refused with: %.200s", err)
+		})
+	}
+	// Just under the limit is accepted.
 	m := &edgev1alpha1.Mission{
-		ObjectMeta: metav1.ObjectMeta{Name: "huge", Namespace: "default"},
+		ObjectMeta: metav1.ObjectMeta{Name: "large", Namespace: "default"},
 		Spec: edgev1alpha1.MissionSpec{Resources: []runtime.RawExtension{{
-			Raw: []byte(`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"huge"},"data":{"blob":"` + big + `"}}`)}}},
+			Raw: []byte(`{"apiVersion":"v1","kind":"Secret","metadata":{"name":"large"},"stringData":{"a":"` + strings.Repeat("y", 1000000) + `"}}`)}}},
 	}
-	err := newClient(t).Create(t.Context(), m)
-	if err == nil || !strings.Contains(err.Error(), "limit") {
-		t.Fatalf("a 4 MiB mission: %v; want a refusal naming the limit", err)
+	if err := newClient(t).Create(t.Context(), m); err != nil {
+		t.Fatalf("a mission with 1,000,000 bytes of data: %v", err)
 	}
-	t.Logf("refused with: %.200s", err)
 }
