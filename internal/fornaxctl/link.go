@@ -310,25 +310,34 @@ func newGetCommand() *cobra.Command {
 	return cmd
 }
 
-func printClusters(out io.Writer, list *edgev1alpha1.EdgeClusterList, output string, now time.Time) error {
+// printStructured prints obj as YAML or JSON when the output format asks
+// for it, and says whether it did; other formats are the caller's (a table).
+func printStructured(out io.Writer, output string, obj any) (bool, error) {
 	switch output {
 	case "yaml":
-		b, err := yaml.Marshal(list)
+		b, err := yaml.Marshal(obj)
 		if err != nil {
-			return err
+			return true, err
 		}
 		_, err = out.Write(b)
-		return err
+		return true, err
 	case "json":
-		b, err := json.MarshalIndent(list, "", "  ")
+		b, err := json.MarshalIndent(obj, "", "  ")
 		if err != nil {
-			return err
+			return true, err
 		}
 		_, err = fmt.Fprintln(out, string(b))
-		return err
+		return true, err
 	case "table", "wide", "":
+		return false, nil
 	default:
-		return fmt.Errorf("unknown output format %q: use table, wide, yaml or json", output)
+		return true, fmt.Errorf("unknown output format %q: use table, wide, yaml or json", output)
+	}
+}
+
+func printClusters(out io.Writer, list *edgev1alpha1.EdgeClusterList, output string, now time.Time) error {
+	if done, err := printStructured(out, output, list); done {
+		return err
 	}
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	head := "NAME\tPARENT\tSTATUS\tDISTRO\tVERSION\tNODES\tLAST-SEEN\tAGE"

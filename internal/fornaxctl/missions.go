@@ -86,7 +86,7 @@ the mission goes to every cluster.`,
 	create.Flags().StringSliceVar(&exclude, "exclude", nil, "clusters never to place on")
 
 	var sf clusterFlags
-	var statusNS string
+	var statusNS, statusOut string
 	st := &cobra.Command{
 		Use:     "status NAME",
 		Short:   "Show where a mission stands in each cluster",
@@ -101,10 +101,15 @@ the mission goes to every cluster.`,
 			if err := c.Get(cmd.Context(), client.ObjectKey{Namespace: statusNS, Name: args[0]}, m); err != nil {
 				return fmt.Errorf("reading mission %s/%s: %w", statusNS, args[0], err)
 			}
+			m.SetGroupVersionKind(edgev1alpha1.GroupVersion.WithKind("Mission"))
+			if done, err := printStructured(cmd.OutOrStdout(), statusOut, m); done {
+				return err
+			}
 			return printMissionStatus(cmd.OutOrStdout(), m, time.Now())
 		},
 	}
 	sf.add(st)
+	st.Flags().StringVarP(&statusOut, "output", "o", "table", "table, yaml or json")
 	st.Flags().StringVarP(&statusNS, "mission-namespace", "N", "default", "namespace of the mission")
 	cmd.AddCommand(create, st)
 	return cmd
@@ -180,14 +185,15 @@ func printMissionStatus(out io.Writer, m *edgev1alpha1.Mission, now time.Time) e
 
 func newGetMissionsCommand() *cobra.Command {
 	var f clusterFlags
-	var ns string
+	var ns, output string
 	var all bool
 	cmd := &cobra.Command{
 		Use:     "missions",
 		Aliases: []string{"mission", "mis"},
 		Short:   "List missions with their per-cluster counts",
 		Example: `  fornaxctl get missions -A
-  fornaxctl get missions -N shop`,
+  fornaxctl get missions -N shop
+  fornaxctl get missions -N shop -o yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_, _, c, err := f.clients()
@@ -201,6 +207,10 @@ func newGetMissionsCommand() *cobra.Command {
 			}
 			if err := c.List(cmd.Context(), list, opts...); err != nil {
 				return fmt.Errorf("listing missions: %w", err)
+			}
+			list.SetGroupVersionKind(edgev1alpha1.GroupVersion.WithKind("MissionList"))
+			if done, err := printStructured(cmd.OutOrStdout(), output, list); done {
+				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAMESPACE\tNAME\tTARGETED\tREADY\tFAILED\tUNKNOWN\tSTATUS\tAGE")
@@ -220,5 +230,6 @@ func newGetMissionsCommand() *cobra.Command {
 	f.add(cmd)
 	cmd.Flags().StringVarP(&ns, "mission-namespace", "N", "default", "namespace of the missions")
 	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "missions of every namespace")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, yaml or json")
 	return cmd
 }

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -238,6 +239,15 @@ func TestMissions(t *testing.T) {
 		out = fornaxctl(t, "get", "missions", "-A", "--kubeconfig", tr.root.Kubeconfig)
 		if !regexp.MustCompile(`(?m)^shop\s+greeting\s+1\s+1\s+0\s+0\s+Ready\s`).MatchString(out) {
 			t.Errorf("fornaxctl get missions -A:\n%s", out)
+		}
+		var st edgev1alpha1.Mission
+		if err := yaml.Unmarshal([]byte(fornaxctl(t, "mission", "status", "greeting", "-N", "shop", "-o", "yaml", "--kubeconfig", tr.root.Kubeconfig)), &st); err != nil ||
+			st.Kind != "Mission" || st.Status.Summary.Ready != 1 || len(st.Status.Clusters) != 1 || st.Status.Clusters[0].Cluster != "us1" {
+			t.Errorf("fornaxctl mission status -o yaml: %+v (%v)", st, err)
+		}
+		var list edgev1alpha1.MissionList
+		if err := json.Unmarshal([]byte(fornaxctl(t, "get", "missions", "-N", "shop", "-o", "json", "--kubeconfig", tr.root.Kubeconfig)), &list); err != nil || len(list.Items) < 2 {
+			t.Errorf("fornaxctl get missions -o json: %d items (%v)", len(list.Items), err)
 		}
 	})
 
