@@ -95,6 +95,7 @@ type Agent struct {
 
 	mu       sync.Mutex
 	missions map[string]*linkpb.MissionState   // by namespace/name, for reports
+	applied  map[string]appliedRecord          // by namespace/name: the last successful apply
 	seq      uint64                            // last report seq sent in this epoch
 	acked    uint64                            // last report seq the parent acknowledged
 	sentAt   map[uint64][]*linkpb.ClusterState // states as of each unacknowledged report
@@ -120,7 +121,7 @@ func New(ctx context.Context, opts Options, kube kubernetes.Interface) (*Agent, 
 		opts: opts, kube: kube, epoch: binary.LittleEndian.Uint64(b[:]) | 1,
 		log:   opts.Logger.With("role", "agent", "cluster", creds.Cluster, "parent", creds.ParentAddress),
 		dirty: make(chan struct{}, 1), sentAt: map[uint64][]*linkpb.ClusterState{},
-		missions: map[string]*linkpb.MissionState{},
+		missions: map[string]*linkpb.MissionState{}, applied: map[string]appliedRecord{},
 	}
 	a.creds.Store(creds)
 	a.cert.Store(cert)

@@ -14,6 +14,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -48,6 +49,7 @@ func (a *Agent) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	a.client, a.applier = mgr.GetClient(), applier
 	a.watch = newObjectWatch(applier.Dynamic())
+	applier.Cached = a.watch.get
 	if err := mgr.Add(a.watch); err != nil {
 		return err
 	}
@@ -56,6 +58,7 @@ func (a *Agent) SetupWithManager(mgr ctrl.Manager) error {
 		Named("mission-apply").
 		For(&edgev1alpha1.Mission{}, builder.WithPredicates(fromParent)).
 		WatchesRawSource(source.Channel(a.watch.events, &handler.EnqueueRequestForObject{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		Complete(reconcile.Func(a.reconcileMission))
 }
 
@@ -106,8 +109,8 @@ func (a *Agent) storeObjects(ctx context.Context, b *linkpb.ObjectBatch) error {
 		if err := json.Unmarshal(o.GetPayload(), m); err != nil {
 			return fmt.Errorf("decoding mission %s/%s from the parent: %w", v.GetNamespace(), v.GetName(), err)
 		}
-		if err := a.ensureNamespace(ctx, m.Namespace); err != nil {
-			return err
+		if err := a.applier.EnsureNamespace(ctx, m.Namespace); err != nil {
+			return fmt.Errorf("creating namespace %s: %w", m.Namespace, err)
 		}
 		u := &unstructured.Unstructured{}
 		raw, err := json.Marshal(m)
@@ -123,6 +126,9 @@ func (a *Agent) storeObjects(ctx context.Context, b *linkpb.ObjectBatch) error {
 			annotationSourceGeneration: strconv.FormatInt(v.GetGeneration(), 10),
 			annotationDigest:           v.GetDigest(),
 		})
+		// The finalizer comes with the mission, so that its resources are
+		// cleaned up however soon it is deleted.
+		u.SetFinalizers([]string{finalizerCleanup})
 		unstructured.RemoveNestedField(u.Object, "status")
 		unstructured.RemoveNestedField(u.Object, "metadata", "creationTimestamp")
 		if err := a.client.Patch(ctx, u, client.Apply, client.FieldOwner(fieldManagerAgent), client.ForceOwnership); err != nil { //nolint:staticcheck // client.Apply with unstructured needs no apply configurations
@@ -143,18 +149,6 @@ func merge(a, b map[string]string) map[string]string {
 	return out
 }
 
-func (a *Agent) ensureNamespace(ctx context.Context, ns string) error {
-	u := &unstructured.Unstructured{}
-	u.SetAPIVersion("v1")
-	u.SetKind("Namespace")
-	u.SetName(ns)
-	err := a.client.Create(ctx, u)
-	if err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("creating namespace %s: %w", ns, err)
-	}
-	return nil
-}
-
 // reconcileMission applies one of the parent's missions if it targets this
 // cluster, records its inventory, and reports its state.
 func (a *Agent) reconcileMission(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
@@ -162,6 +156,7 @@ func (a *Agent) reconcileMission(ctx context.Context, req reconcile.Request) (re
 	m := &edgev1alpha1.Mission{}
 	if err := a.client.Get(ctx, req.NamespacedName, m); err != nil {
 		if apierrors.IsNotFound(err) {
+			a.forgetApply(key)
 			a.setMissionState(key, nil)
 			return reconcile.Result{}, nil
 		}
@@ -178,11 +173,8 @@ func (a *Agent) reconcileMission(ctx context.Context, req reconcile.Request) (re
 
 	if m.DeletionTimestamp != nil {
 		if controllerutil.ContainsFinalizer(m, finalizerCleanup) {
-			if m.Spec.DeletionPolicy != edgev1alpha1.DeletionPolicyOrphan {
-				a.setMissionState(key, &linkpb.MissionState{Namespace: m.Namespace, Name: m.Name, Generation: target.Generation, Phase: string(edgev1alpha1.PhaseDeleting)})
-				if errs := a.applier.Delete(ctx, target, inventory); len(errs) > 0 {
-					return reconcile.Result{}, fmt.Errorf("deleting the resources of mission %s: %v", key, errs)
-				}
+			if err := a.removeResources(ctx, m, target, inventory); err != nil {
+				return reconcile.Result{}, err
 			}
 			controllerutil.RemoveFinalizer(m, finalizerCleanup)
 			if err := a.client.Update(ctx, m); err != nil {
@@ -193,7 +185,18 @@ func (a *Agent) reconcileMission(ctx context.Context, req reconcile.Request) (re
 		return reconcile.Result{}, nil
 	}
 	if !slices.Contains(strings.Split(m.Annotations[annotationTargets], ","), a.Cluster()) {
-		// Kept here for the subtree below (relayed); nothing to apply here.
+		// Kept here for the subtree below (relayed); nothing to apply here,
+		// and what an earlier placement applied here goes.
+		if len(inventory) > 0 {
+			if err := a.removeResources(ctx, m, target, inventory); err != nil {
+				return reconcile.Result{}, err
+			}
+			patch := client.MergeFrom(m.DeepCopy())
+			delete(m.Annotations, annotationInventory)
+			if err := a.client.Patch(ctx, m, patch); err != nil {
+				return reconcile.Result{}, fmt.Errorf("clearing the inventory of mission %s: %w", key, err)
+			}
+		}
 		a.setMissionState(key, nil)
 		return reconcile.Result{}, nil
 	}
@@ -211,14 +214,22 @@ func (a *Agent) reconcileMission(ctx context.Context, req reconcile.Request) (re
 		}
 		target.Resources = append(target.Resources, u)
 	}
-	res := a.applier.Apply(ctx, target, inventory)
-	for _, ref := range res.Inventory {
-		if gvr, err := a.applier.Resource(ref); err == nil {
-			a.watch.ensure(gvr)
+	// What was applied and has not changed since needs no apply: its
+	// readiness is judged from the watch. Anything else is applied.
+	version := strconv.FormatInt(target.Generation, 10) + "/" + m.Annotations[annotationDigest]
+	res, unchanged, gone := a.unchangedSinceApply(key, version, inventory)
+	if !unchanged {
+		res = a.applier.Apply(ctx, target, inventory)
+		for _, ref := range res.Inventory {
+			if gvr, err := a.applier.Resource(ref); err == nil {
+				a.watch.ensure(gvr)
+			}
 		}
+		a.recordApply(key, version, res)
 	}
 	// The drift count lives on the stored mission, so it survives restarts.
 	drift, _ := strconv.ParseInt(m.Annotations[annotationDrift], 10, 64)
+	drift += int64(gone) // deleted at the edge, recreated by this apply
 	for _, r := range res.Resources {
 		if r.Drifted {
 			drift++
@@ -243,9 +254,88 @@ func (a *Agent) reconcileMission(ctx context.Context, req reconcile.Request) (re
 	// requeue is a safety net (a watch that has not synced yet, a kind
 	// whose readiness depends on objects Fornax does not watch).
 	if state.GetPhase() != string(edgev1alpha1.PhaseReady) || jobRunning(res) {
-		return reconcile.Result{RequeueAfter: 5 * time.Second}, nil
+		return reconcile.Result{RequeueAfter: 10 * time.Second}, nil
 	}
 	return reconcile.Result{RequeueAfter: 5 * time.Minute}, nil
+}
+
+// removeResources deletes what a mission applied here, unless its deletion
+// policy is Orphan.
+func (a *Agent) removeResources(ctx context.Context, m *edgev1alpha1.Mission, target apply.Mission, inventory []apply.Ref) error {
+	key := m.Namespace + "/" + m.Name
+	a.forgetApply(key)
+	if m.Spec.DeletionPolicy == edgev1alpha1.DeletionPolicyOrphan {
+		return nil
+	}
+	a.setMissionState(key, &linkpb.MissionState{Namespace: m.Namespace, Name: m.Name, Generation: target.Generation, Phase: string(edgev1alpha1.PhaseDeleting)})
+	if errs := a.applier.Delete(ctx, target, inventory); len(errs) > 0 {
+		return fmt.Errorf("deleting the resources of mission %s: %v", key, errs)
+	}
+	return nil
+}
+
+// appliedRecord is what the last successful apply of a mission left: the
+// mission version it applied and each object's apply.Version after it.
+type appliedRecord struct {
+	version  string
+	order    []apply.Ref // the mission's resources, in its order
+	versions map[apply.Ref]string
+}
+
+func (a *Agent) recordApply(key, version string, res apply.Result) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if res.Failed() || len(res.Pruned) > 0 {
+		delete(a.applied, key) // apply again next time
+		return
+	}
+	rec := appliedRecord{version: version, versions: map[apply.Ref]string{}}
+	for _, r := range res.Resources {
+		rec.order = append(rec.order, r.Ref)
+		rec.versions[r.Ref] = r.Version
+	}
+	a.applied[key] = rec
+}
+
+func (a *Agent) forgetApply(key string) {
+	a.mu.Lock()
+	delete(a.applied, key)
+	a.mu.Unlock()
+}
+
+// unchangedSinceApply judges a mission from the watch when the same mission
+// version was applied and no object has changed since (a status update is
+// not a change): no API call. ok is false when an apply is needed; gone
+// counts the objects that apply left and that have since been deleted.
+func (a *Agent) unchangedSinceApply(key, version string, inventory []apply.Ref) (res apply.Result, ok bool, gone int) {
+	a.mu.Lock()
+	rec, found := a.applied[key]
+	a.mu.Unlock()
+	if !found || rec.version != version || len(rec.versions) != len(inventory) {
+		return apply.Result{}, false, 0
+	}
+	res.Inventory = inventory
+	ok = true
+	for _, ref := range rec.order {
+		gvr, err := a.applier.Resource(ref)
+		if err != nil {
+			return apply.Result{}, false, gone
+		}
+		obj, seen := a.watch.get(gvr, ref.Namespace, ref.Name)
+		switch {
+		case !seen && a.watch.synced(gvr):
+			gone++
+			ok = false
+		case !seen || apply.Version(obj) != rec.versions[ref]:
+			ok = false // edited (apply counts the drift), or not watched yet
+		case ok:
+			res.Resources = append(res.Resources, apply.Judge(ref, obj))
+		}
+	}
+	if !ok {
+		return apply.Result{}, false, gone
+	}
+	return res, true, 0
 }
 
 // jobRunning reports whether a Job of the mission has started but not yet

@@ -68,6 +68,33 @@ func (w *objectWatch) ensure(gvr schema.GroupVersionResource) {
 	}
 }
 
+// synced tells whether the watch of a resource has listed it.
+func (w *objectWatch) synced(gvr schema.GroupVersionResource) bool {
+	w.mu.Lock()
+	watched := w.watched[gvr]
+	w.mu.Unlock()
+	return watched && w.factory.ForResource(gvr).Informer().HasSynced()
+}
+
+// get returns an object as the watch of its resource last saw it; ok is
+// false when the resource is not watched or its watch has not synced yet.
+func (w *objectWatch) get(gvr schema.GroupVersionResource, namespace, name string) (*unstructured.Unstructured, bool) {
+	if !w.synced(gvr) {
+		return nil, false
+	}
+	inf := w.factory.ForResource(gvr).Informer()
+	key := name
+	if namespace != "" {
+		key = namespace + "/" + name
+	}
+	obj, ok, err := inf.GetIndexer().GetByKey(key)
+	if err != nil || !ok {
+		return nil, false
+	}
+	u, ok := obj.(*unstructured.Unstructured)
+	return u, ok
+}
+
 // wake queues the mission that owns obj.
 func (w *objectWatch) wake(obj any) {
 	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -92,6 +93,8 @@ type ResourceResult struct {
 	// Drifted is true when this apply reverted a change someone else made to
 	// the object since the same mission generation applied it.
 	Drifted bool
+	// Version is the object's Version as applied (empty when not applied).
+	Version string
 }
 
 // Result is the outcome of applying one mission.
@@ -127,6 +130,13 @@ type Applier struct {
 	cluster string
 	dyn     dynamic.Interface
 	mapper  *restmapper.DeferredDiscoveryRESTMapper
+
+	// Cached, when set, returns an object of the cluster as a watch last saw
+	// it (ok false when the watch has not seen it or does not cover the
+	// kind). Objects Fornax owns are then not read before each apply.
+	Cached func(gvr schema.GroupVersionResource, namespace, name string) (obj *unstructured.Unstructured, ok bool)
+
+	namespaces sync.Map // namespaces known to exist
 }
 
 // New returns an applier for the cluster cfg points at, named cluster in
@@ -211,7 +221,7 @@ func (a *Applier) applyOne(ctx context.Context, m Mission, u *unstructured.Unstr
 	if mapping.Scope.Name() == meta.RESTScopeNameNamespace {
 		ref.Namespace = m.Namespace
 		u.SetNamespace(m.Namespace)
-		if err := a.ensureNamespace(ctx, m.Namespace); err != nil {
+		if err := a.EnsureNamespace(ctx, m.Namespace); err != nil {
 			return fail("creating namespace %s: %v", m.Namespace, err)
 		}
 	} else if m.Namespace != m.SystemNamespace {
@@ -219,8 +229,17 @@ func (a *Applier) applyOne(ctx context.Context, m Mission, u *unstructured.Unstr
 	}
 	ri := a.resource(mapping, ref.Namespace)
 
-	// No silent takeover: an existing object must be this mission's.
-	existing, err := ri.Get(ctx, u.GetName(), metav1.GetOptions{})
+	// No silent takeover: an existing object must be this mission's. One
+	// the watch shows as the mission's need not be read again.
+	var existing *unstructured.Unstructured
+	if a.Cached != nil {
+		if c, ok := a.Cached(mapping.Resource, ref.Namespace, ref.Name); ok && c.GetAnnotations()[AnnotationMission] == m.ref() {
+			existing = c
+		}
+	}
+	if existing == nil {
+		existing, err = ri.Get(ctx, u.GetName(), metav1.GetOptions{})
+	}
 	switch {
 	case apierrors.IsNotFound(err):
 		existing = nil
@@ -253,11 +272,32 @@ func (a *Applier) applyOne(ctx context.Context, m Mission, u *unstructured.Unstr
 	}
 	force := true // Fornax owns the fields it sets: drift by others is reverted
 	applied, err := ri.Patch(ctx, u.GetName(), types.ApplyPatchType, body, metav1.PatchOptions{FieldManager: FieldManager, Force: &force})
+	if apierrors.IsNotFound(err) && ref.Namespace != "" {
+		a.forgetNamespace(ref.Namespace) // deleted since: create it again next time
+	}
 	if err != nil {
 		return fail("cluster %s refused %s: %v", a.cluster, ref, apiMessage(err))
 	}
-	rr := ResourceResult{Ref: ref, Drifted: drifted(existing, applied, m.Generation)}
+	rr := ResourceResult{Ref: ref, Drifted: drifted(existing, applied, m.Generation), Version: Version(applied)}
 	rr.judge(applied)
+	return rr
+}
+
+// Version identifies the state of an object's desired fields: its generation
+// where it has one (so status updates do not count), else its resource
+// version. An object whose Version is what an apply left needs no re-apply.
+func Version(obj *unstructured.Unstructured) string {
+	if g := obj.GetGeneration(); g > 0 {
+		return fmt.Sprintf("g%d", g)
+	}
+	return "rv" + obj.GetResourceVersion()
+}
+
+// Judge returns the readiness of an applied object as a watch sees it,
+// without writing anything.
+func Judge(ref Ref, obj *unstructured.Unstructured) ResourceResult {
+	rr := ResourceResult{Ref: ref, Version: Version(obj)}
+	rr.judge(obj)
 	return rr
 }
 
@@ -300,18 +340,23 @@ func apiMessage(err error) string {
 	return err.Error()
 }
 
-func (a *Applier) ensureNamespace(ctx context.Context, ns string) error {
-	nsGVR := corev1.SchemeGroupVersion.WithResource("namespaces")
-	if _, err := a.dyn.Resource(nsGVR).Get(ctx, ns, metav1.GetOptions{}); err == nil {
+// EnsureNamespace creates a namespace unless it is known to exist.
+func (a *Applier) EnsureNamespace(ctx context.Context, ns string) error {
+	if _, ok := a.namespaces.Load(ns); ok {
 		return nil
 	}
+	nsGVR := corev1.SchemeGroupVersion.WithResource("namespaces")
 	obj := &unstructured.Unstructured{Object: map[string]any{"apiVersion": "v1", "kind": "Namespace", "metadata": map[string]any{"name": ns}}}
 	_, err := a.dyn.Resource(nsGVR).Create(ctx, obj, metav1.CreateOptions{FieldManager: FieldManager})
-	if apierrors.IsAlreadyExists(err) {
-		return nil
+	if err != nil && !apierrors.IsAlreadyExists(err) {
+		return err
 	}
-	return err
+	a.namespaces.Store(ns, true)
+	return nil
 }
+
+// forgetNamespace drops a namespace from the known ones (it was deleted).
+func (a *Applier) forgetNamespace(ns string) { a.namespaces.Delete(ns) }
 
 // deleteOwned deletes an object if it still belongs to the mission.
 func (a *Applier) deleteOwned(ctx context.Context, m Mission, ref Ref) error {

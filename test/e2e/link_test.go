@@ -83,6 +83,24 @@ func (tr *tree) startAgent(t testing.TB, name string) {
 	tr.agents[name] = d
 }
 
+// joinEdge joins an edge cluster to the root with fornaxctl, as an operator
+// would (labels: k=v,k=v or empty), starts its agent and waits until the root
+// shows it Ready.
+func (tr *tree) joinEdge(t testing.TB, name, labels string) {
+	t.Helper()
+	parent, token, hash := tr.token(t)
+	args := []string{"join", "--kubeconfig", tr.edges[name].Kubeconfig, "--parent", parent, "--token", token, "--ca-hash", hash, "--name", name}
+	if labels != "" {
+		args = append(args, "--labels", labels)
+	}
+	fornaxctl(t, args...)
+	tr.startAgent(t, name)
+	waitFor(t, 30*time.Second, name+" Ready at the root", func(ctx context.Context) (bool, error) {
+		ec, err := tr.ec(t, ctx, name)
+		return err == nil && condStatus(ec, edgev1alpha1.EdgeClusterReady) == metav1.ConditionTrue, err
+	})
+}
+
 var joinRE = regexp.MustCompile(`fornaxctl join --parent (\S+) --token (\S+) --ca-hash (\S+) --name <CLUSTER-NAME>`)
 
 // tokenFor creates a token at the root and returns (parent, token, caHash).

@@ -23,7 +23,7 @@ import (
 	"github.com/fornax-edge/fornax/internal/localcluster"
 )
 
-func raw(t *testing.T, y string) runtime.RawExtension {
+func raw(t testing.TB, y string) runtime.RawExtension {
 	t.Helper()
 	j, err := yaml.YAMLToJSON([]byte(y))
 	if err != nil {
@@ -62,18 +62,8 @@ func TestMissions(t *testing.T) {
 		localcluster.Options{Name: "us1", NodeGroups: []localcluster.NodeGroup{{Name: "n", Count: 1}}},
 	)
 	ctx := t.Context()
-	for name, region := range map[string]string{"eu1": "eu", "us1": "us"} {
-		parent, token, hash := tr.token(t)
-		fornaxctl(t, "join", "--kubeconfig", tr.edges[name].Kubeconfig, "--parent", parent, "--token", token,
-			"--ca-hash", hash, "--name", name, "--labels", "topology.fornax.io/region="+region)
-		tr.startAgent(t, name)
-	}
-	for _, name := range []string{"eu1", "us1"} {
-		waitFor(t, 30*time.Second, name+" Ready", func(ctx context.Context) (bool, error) {
-			ec, err := tr.ec(t, ctx, name)
-			return err == nil && condStatus(ec, edgev1alpha1.EdgeClusterReady) == metav1.ConditionTrue, err
-		})
-	}
+	tr.joinEdge(t, "eu1", "topology.fornax.io/region=eu")
+	tr.joinEdge(t, "us1", "topology.fornax.io/region=us")
 	if _, err := tr.root.Client().CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -179,12 +169,19 @@ func TestMissions(t *testing.T) {
 			t.Fatal(err)
 		}
 		began = time.Now()
-		waitFor(t, 60*time.Second, "the deleted Service recreated", func(ctx context.Context) (bool, error) {
+		waitFor(t, 60*time.Second, "the deleted Service recreated and counted", func(ctx context.Context) (bool, error) {
 			_, err := sc.Get(ctx, "web", metav1.GetOptions{})
 			if apierrors.IsNotFound(err) {
 				return false, nil
 			}
-			return err == nil, err
+			if err != nil {
+				return false, err
+			}
+			got := &edgev1alpha1.Mission{}
+			if err := tr.rootCli.Get(ctx, client.ObjectKeyFromObject(m), got); err != nil {
+				return false, err
+			}
+			return len(got.Status.Clusters) == 1 && got.Status.Clusters[0].DriftCorrections >= 2, nil
 		})
 		t.Logf("deleted Service recreated %s after the deletion", time.Since(began).Round(100*time.Millisecond))
 	})

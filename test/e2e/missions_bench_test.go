@@ -1,0 +1,180 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/dynamic"
+
+	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
+	"github.com/fornax-edge/fornax/internal/apply"
+	"github.com/fornax-edge/fornax/internal/localcluster"
+)
+
+// BenchmarkMissionDelivery creates 100 missions (a Deployment of one pod and
+// a ConfigMap each), one every 150 ms, for three edge clusters at depth 1
+// joined to a real root (report interval 1 s), and measures from each
+// Create call at the root:
+//   - delivery: until the Deployment exists in the edge cluster (a watch
+//     there), over the 300 mission × cluster pairs;
+//   - Ready at the root: until the root's Mission shows 3 clusters Ready (a
+//     watch at the root), over the 100 missions;
+//
+// then, with everything Ready, the API writes per second at the root and at
+// one edge over a 30 s window in which nothing changes. Run with -benchtime=1x.
+func BenchmarkMissionDelivery(b *testing.B) {
+	const missions, spacing = 100, 150 * time.Millisecond
+	edges := []string{"e1", "e2", "e3"}
+	opts := []localcluster.Options{{Name: "root"}}
+	for _, e := range edges {
+		opts = append(opts, localcluster.Options{Name: e, NodeGroups: []localcluster.NodeGroup{{Name: "n", Count: 1}}})
+	}
+	tr := newTree(b, nil, opts...)
+	for _, e := range edges {
+		tr.joinEdge(b, e, "")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	for b.Loop() {
+		ns := fmt.Sprintf("bench-%d", time.Now().UnixNano())
+		created := make([]time.Time, missions)
+		var mu sync.Mutex
+		delivered := map[string]time.Time{} // cluster/mission → first seen
+		readyAt := map[string]time.Time{}   // mission → all three Ready at the root
+		watchErr := make(chan error, len(edges)+1)
+
+		gvrDeploy := schema.GroupVersionResource{Group: "apps", Version: "v1", Resource: "deployments"}
+		for _, e := range edges {
+			dyn := dynamic.NewForConfigOrDie(tr.edges[e].RESTConfig())
+			w, err := dyn.Resource(gvrDeploy).Namespace(ns).Watch(ctx, metav1.ListOptions{LabelSelector: apply.LabelMission})
+			if err != nil {
+				b.Fatal(err)
+			}
+			go func() {
+				defer w.Stop()
+				for ev := range w.ResultChan() {
+					if ev.Type != watch.Added {
+						continue
+					}
+					u := ev.Object.(*unstructured.Unstructured)
+					mu.Lock()
+					if _, ok := delivered[e+"/"+u.GetName()]; !ok {
+						delivered[e+"/"+u.GetName()] = time.Now()
+					}
+					mu.Unlock()
+				}
+				if ctx.Err() == nil {
+					watchErr <- fmt.Errorf("the watch of %s ended early", e)
+				}
+			}()
+		}
+		rootDyn := dynamic.NewForConfigOrDie(tr.root.RESTConfig())
+		gvrMission := edgev1alpha1.GroupVersion.WithResource("missions")
+		rw, err := rootDyn.Resource(gvrMission).Namespace(ns).Watch(ctx, metav1.ListOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		go func() {
+			defer rw.Stop()
+			for ev := range rw.ResultChan() {
+				u, ok := ev.Object.(*unstructured.Unstructured)
+				if !ok {
+					continue
+				}
+				ready, _, _ := unstructured.NestedInt64(u.Object, "status", "summary", "ready")
+				if ready == int64(len(edges)) {
+					mu.Lock()
+					if _, ok := readyAt[u.GetName()]; !ok {
+						readyAt[u.GetName()] = time.Now()
+					}
+					mu.Unlock()
+				}
+			}
+			if ctx.Err() == nil {
+				watchErr <- fmt.Errorf("the watch of the root's missions ended early")
+			}
+		}()
+
+		if _, err := tr.root.Client().CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		for i := range missions {
+			m := benchMission(b, ns, fmt.Sprintf("app-%03d", i))
+			created[i] = time.Now()
+			if err := tr.rootCli.Create(ctx, m); err != nil {
+				b.Fatal(err)
+			}
+			time.Sleep(spacing) // the load's shape: one mission every 150 ms
+		}
+		waitFor(b, 3*time.Minute, "every mission Ready in every cluster at the root", func(context.Context) (bool, error) {
+			select {
+			case err := <-watchErr:
+				return false, err
+			default:
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			return len(readyAt) == missions && len(delivered) == missions*len(edges), nil
+		})
+
+		var deliver, ready []time.Duration
+		mu.Lock()
+		for i := range missions {
+			name := fmt.Sprintf("app-%03d", i)
+			for _, e := range edges {
+				deliver = append(deliver, delivered[e+"/"+name].Sub(created[i]))
+			}
+			ready = append(ready, readyAt[name].Sub(created[i]))
+		}
+		mu.Unlock()
+
+		// Steady state: nothing changes; count the writes.
+		time.Sleep(5 * time.Second) // let the last reports settle before the window
+		root0, edge0 := apiWrites(b, tr.root), apiWrites(b, tr.edges["e1"])
+		const window = 30 * time.Second
+		time.Sleep(window) // the measurement window
+		rootW := (apiWrites(b, tr.root) - root0) / window.Seconds()
+		edgeW := (apiWrites(b, tr.edges["e1"]) - edge0) / window.Seconds()
+
+		ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+		b.ReportMetric(ms(percentile(deliver, 0.5)), "delivery-p50-ms")
+		b.ReportMetric(ms(percentile(deliver, 0.99)), "delivery-p99-ms")
+		b.ReportMetric(ms(percentile(ready, 0.5)), "ready-at-root-p50-ms")
+		b.ReportMetric(ms(percentile(ready, 0.99)), "ready-at-root-p99-ms")
+		b.ReportMetric(rootW, "root-writes/s-steady")
+		b.ReportMetric(edgeW, "edge-writes/s-steady")
+		b.Logf("%d missions × %d clusters, one every %s: delivery p50 %s p99 %s; Ready at the root p50 %s p99 %s; steady writes/s root %.2f edge %.2f",
+			missions, len(edges), spacing, percentile(deliver, 0.5), percentile(deliver, 0.99),
+			percentile(ready, 0.5), percentile(ready, 0.99), rootW, edgeW)
+	}
+}
+
+func benchMission(b *testing.B, ns, name string) *edgev1alpha1.Mission {
+	return &edgev1alpha1.Mission{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: edgev1alpha1.MissionSpec{Resources: []runtime.RawExtension{
+			raw(b, `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: `+name+`}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: `+name+`}}
+  template:
+    metadata: {labels: {app: `+name+`}}
+    spec:
+      containers: [{name: app, image: registry.example/app:1}]
+      tolerations: [{key: kwok.x-k8s.io/node, operator: Exists}]`),
+			raw(b, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: "+name+"}\ndata: {mode: edge}"),
+		}},
+	}
+}
