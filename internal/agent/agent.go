@@ -285,12 +285,14 @@ func (a *Agent) session(ctx context.Context) bool {
 			case *linkpb.ParentFrame_Ack:
 				a.ack(b.Ack.GetSeq())
 			case *linkpb.ParentFrame_Objects:
+				t0 := time.Now()
 				if err := a.storeObjects(sctx, b.Objects); err != nil {
 					// Not acknowledged: the parent's view of what this
 					// cluster holds stays behind, and the batch is resent.
 					a.log.Error("cannot store the parent's missions; reconnecting", "error", err.Error())
 					return true
 				}
+				a.log.Debug("objects stored", "seq", b.Objects.GetSeq(), "objects", len(b.Objects.GetObjects()), "took", time.Since(t0))
 				if err := send(&linkpb.ChildFrame{Body: &linkpb.ChildFrame_Ack{Ack: &linkpb.Ack{Seq: b.Objects.GetSeq()}}}); err != nil {
 					a.logStreamError("acknowledging missions", err)
 					return true

@@ -219,6 +219,8 @@ func (a *Agent) reconcileMission(ctx context.Context, req reconcile.Request) (re
 	version := strconv.FormatInt(target.Generation, 10) + "/" + m.Annotations[annotationDigest]
 	res, unchanged, gone := a.unchangedSinceApply(key, version, inventory)
 	if !unchanged {
+		t0 := time.Now()
+		defer func() { a.log.Debug("mission applied", "mission", key, "took", time.Since(t0)) }()
 		res = a.applier.Apply(ctx, target, inventory)
 		for _, ref := range res.Inventory {
 			if gvr, err := a.applier.Resource(ref); err == nil {

@@ -37,7 +37,7 @@ func TestConfigFile(t *testing.T) {
 	if o.ClusterName != "from-flag" {
 		t.Errorf("the command line must win over the file: cluster name %q", o.ClusterName)
 	}
-	if o.HeartbeatInterval != time.Minute || o.QPS != 50 {
+	if o.HeartbeatInterval != time.Minute || o.QPS != 200 {
 		t.Errorf("defaults lost: %+v", o)
 	}
 	if _, err := parse(t, "lisen: \":7443\"\n"); err == nil || !strings.Contains(err.Error(), `unknown setting "lisen"`) {

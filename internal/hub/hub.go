@@ -120,6 +120,9 @@ type Hub struct {
 
 	mu       sync.Mutex
 	children map[string]*child
+	// delivered holds each mission's delivery version as last seen by the
+	// mission reconciler.
+	delivered map[string]string
 }
 
 // child is what the hub knows about one connected (or once connected) child.
@@ -158,7 +161,7 @@ func New(ctx context.Context, opts Options, kube kubernetes.Interface, c client.
 		opts: opts, kube: kube, client: c, log: opts.Logger.With("role", "hub"),
 		started: time.Now(), ca: ca, changed: make(chan string, 1024), missionsChanged: make(chan struct{}, 1),
 		syncNeeded: make(chan struct{}, 1),
-		children:   map[string]*child{},
+		children:   map[string]*child{}, delivered: map[string]string{},
 	}, nil
 }
 

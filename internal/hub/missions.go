@@ -50,9 +50,10 @@ func (h *Hub) clustersBelow(ctx context.Context) ([]placement.Cluster, error) {
 	return out, nil
 }
 
-// desiredObjects computes, for one child, the missions it must hold: those
-// selecting a cluster of its subtree, with those clusters as targets.
-func (h *Hub) desiredObjects(ctx context.Context, child string) (map[string]*linkpb.Object, error) {
+// desiredObjects computes, for every child, the missions it must hold: those
+// selecting a cluster of its subtree, with those clusters as targets. Each
+// mission is encoded once, however many children it goes to.
+func (h *Hub) desiredObjects(ctx context.Context) (map[string]map[string]*linkpb.Object, error) {
 	missions := &edgev1alpha1.MissionList{}
 	if err := h.client.List(ctx, missions); err != nil {
 		return nil, err
@@ -66,31 +67,35 @@ func (h *Hub) desiredObjects(ctx context.Context, child string) (map[string]*lin
 		byName[c.Name] = c
 	}
 	self := strings.Split(h.opts.Path, "/")
-	out := map[string]*linkpb.Object{}
+	out := map[string]map[string]*linkpb.Object{}
 	for i := range missions.Items {
 		m := &missions.Items[i]
 		if m.DeletionTimestamp != nil {
 			continue
 		}
 		names, err := placement.Select(m.Spec.Placement, clusters, nil)
-		if err != nil {
+		if err != nil || len(names) == 0 {
 			continue // the mission's status says why
 		}
 		sel := make([]placement.Cluster, 0, len(names))
 		for _, n := range names {
 			sel = append(sel, byName[n])
 		}
-		targets := placement.NextHops(self, sel)[child]
-		if len(targets) == 0 {
-			continue
-		}
 		payload, err := json.Marshal(missionPayload(m))
 		if err != nil {
 			return nil, fmt.Errorf("encoding mission %s/%s: %w", m.Namespace, m.Name, err)
 		}
-		v := &linkpb.ObjectVersion{Kind: missionKind, Namespace: m.Namespace, Name: m.Name, Uid: string(m.UID), Generation: m.Generation}
-		v.Digest = digestOf(m.Generation, targets)
-		out[objectKey(m.Namespace, m.Name)] = &linkpb.Object{Version: v, Payload: payload, Targets: targets}
+		for child, targets := range placement.NextHops(self, sel) {
+			if child == placement.Here || child == placement.Elsewhere || len(targets) == 0 {
+				continue
+			}
+			v := &linkpb.ObjectVersion{Kind: missionKind, Namespace: m.Namespace, Name: m.Name, Uid: string(m.UID), Generation: m.Generation}
+			v.Digest = digestOf(m.Generation, targets)
+			if out[child] == nil {
+				out[child] = map[string]*linkpb.Object{}
+			}
+			out[child][objectKey(m.Namespace, m.Name)] = &linkpb.Object{Version: v, Payload: payload, Targets: targets}
+		}
 	}
 	return out, nil
 }
@@ -110,13 +115,19 @@ func digestOf(generation int64, targets []string) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// syncObjects sends a child the missions that changed since what it holds.
+// syncObjects sends one child (a new session) the missions that differ from
+// what it holds.
 func (h *Hub) syncObjects(ctx context.Context, child string) {
-	desired, err := h.desiredObjects(ctx, child)
+	desired, err := h.desiredObjects(ctx)
 	if err != nil {
 		h.log.Warn("cannot compute the missions for a child", "cluster", child, "error", err.Error())
 		return
 	}
+	h.sendObjects(child, desired[child])
+}
+
+// sendObjects sends a child what differs between desired and what it holds.
+func (h *Hub) sendObjects(child string, desired map[string]*linkpb.Object) {
 	h.mu.Lock()
 	c := h.children[child]
 	if c == nil || c.session == nil {
@@ -149,6 +160,7 @@ func (h *Hub) syncObjects(ctx context.Context, child string) {
 	select {
 	case sess.out <- &linkpb.ParentFrame{Body: &linkpb.ParentFrame_Objects{Objects: batch}}:
 		objectsSent.Add(float64(len(batch.Objects)))
+		h.log.Debug("objects sent", "cluster", child, "seq", batch.Seq, "objects", len(batch.Objects), "first", batch.Objects[0].GetVersion().GetName())
 	case <-sess.done:
 	}
 }
@@ -176,6 +188,11 @@ func (h *Hub) syncLoop(ctx context.Context) error {
 
 // syncAllObjects re-sends to every connected child what changed.
 func (h *Hub) syncAllObjects(ctx context.Context) {
+	desired, err := h.desiredObjects(ctx)
+	if err != nil {
+		h.log.Warn("cannot compute the missions for the children", "error", err.Error())
+		return
+	}
 	h.mu.Lock()
 	var names []string
 	for n, c := range h.children {
@@ -185,6 +202,6 @@ func (h *Hub) syncAllObjects(ctx context.Context) {
 	}
 	h.mu.Unlock()
 	for _, n := range names {
-		h.syncObjects(ctx, n)
+		h.sendObjects(n, desired[n])
 	}
 }

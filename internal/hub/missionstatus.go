@@ -3,7 +3,9 @@ package hub
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -188,6 +190,33 @@ func (h *Hub) setupMissions(mgr manager.Manager) error {
 		Complete(reconcile.Func(h.reconcileMission))
 }
 
+// deliveryVersion names what of a mission travels down the tree: a change
+// to it needs a delivery pass.
+func deliveryVersion(m *edgev1alpha1.Mission) string {
+	labels := make([]string, 0, len(m.Labels))
+	for k, v := range m.Labels {
+		labels = append(labels, k+"="+v)
+	}
+	slices.Sort(labels)
+	return fmt.Sprintf("%s|%d|%t|%s", m.UID, m.Generation, m.DeletionTimestamp != nil, strings.Join(labels, ","))
+}
+
+// deliverIfChanged asks for a delivery pass when a mission's delivery
+// version differs from the one last seen ("" for a deleted mission).
+func (h *Hub) deliverIfChanged(key, version string) {
+	h.mu.Lock()
+	old := h.delivered[key]
+	if version == "" {
+		delete(h.delivered, key)
+	} else {
+		h.delivered[key] = version
+	}
+	h.mu.Unlock()
+	if old != version {
+		h.requestSync()
+	}
+}
+
 // notifyMissions asks for every mission to be looked at again.
 func (h *Hub) notifyMissions() {
 	select {
@@ -197,15 +226,17 @@ func (h *Hub) notifyMissions() {
 }
 
 func (h *Hub) reconcileMission(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
-	// A new, changed or deleted mission travels down (coalesced).
-	h.requestSync()
 	m := &edgev1alpha1.Mission{}
 	if err := h.client.Get(ctx, req.NamespacedName, m); err != nil {
 		if apierrors.IsNotFound(err) {
+			h.deliverIfChanged(req.String(), "")
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, err
 	}
+	// A new, changed or deleted mission travels down (coalesced); a status
+	// change does not.
+	h.deliverIfChanged(req.String(), deliveryVersion(m))
 	if m.DeletionTimestamp != nil {
 		return reconcile.Result{}, nil
 	}

@@ -57,6 +57,7 @@ func (h *Hub) reconcile(ctx context.Context, req reconcile.Request) (reconcile.R
 		return reconcile.Result{}, err
 	}
 	h.notifyMissions() // its labels or state may change what missions select and show
+	h.requestSync()
 	v := h.snapshot(name, time.Now())
 	v.generation = ec.Generation
 	v.previousStatus = ec.Status

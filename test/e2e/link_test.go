@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -48,7 +49,7 @@ func freeAddr(t testing.TB) string {
 func (tr *tree) startHub(t testing.TB, extra ...string) {
 	t.Helper()
 	args := []string{"--kubeconfig", tr.root.Kubeconfig, "--listen", tr.addr, "--cluster-name", "root",
-		"--metrics-bind-address", "0", "--health-bind-address", "0", "--ready-grace", readyGrace.String()}
+		"--metrics-bind-address", "0", "--health-bind-address", "0", "--ready-grace", readyGrace.String(), "--log-level", logLevel()}
 	if len(extra) == 0 {
 		extra = keepaliveArgs
 	}
@@ -75,7 +76,7 @@ func (tr *tree) startAgent(t testing.TB, name string) {
 	c := tr.edges[name]
 	d, err := c.Run("fornaxd", fornaxdBin, append([]string{
 		"--kubeconfig", c.Kubeconfig, "--report-interval", "1s", "--heartbeat-interval", "5s",
-		"--metrics-bind-address", "0", "--health-bind-address", "0",
+		"--metrics-bind-address", "0", "--health-bind-address", "0", "--log-level", logLevel(),
 	}, keepaliveArgs...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -99,6 +100,14 @@ func (tr *tree) joinEdge(t testing.TB, name, labels string) {
 		ec, err := tr.ec(t, ctx, name)
 		return err == nil && condStatus(ec, edgev1alpha1.EdgeClusterReady) == metav1.ConditionTrue, err
 	})
+}
+
+// logLevel is fornaxd's log level in tests: FORNAX_LOG_LEVEL, or info.
+func logLevel() string {
+	if l := os.Getenv("FORNAX_LOG_LEVEL"); l != "" {
+		return l
+	}
+	return "info"
 }
 
 var joinRE = regexp.MustCompile(`fornaxctl join --parent (\S+) --token (\S+) --ca-hash (\S+) --name <CLUSTER-NAME>`)
