@@ -58,6 +58,13 @@ type Options struct {
 	// Version is the fornaxd version, sent in Hello.
 	Version string
 	Logger  *slog.Logger
+	// Subtree, for a middle cluster (fornaxd with the hub role too), returns
+	// the states of every cluster below this one; they travel up with this
+	// cluster's own state. The hub calls MarkDirty when they change.
+	Subtree func() []*linkpb.ClusterState
+	// OnPosition is told this cluster's path in the tree whenever the
+	// parent's Welcome states it (and once at start, from the stored one).
+	OnPosition func(path string)
 }
 
 func (o *Options) complete() {
@@ -84,6 +91,8 @@ type Agent struct {
 	kube  kubernetes.Interface
 	log   *slog.Logger
 	creds atomic.Pointer[join.Credentials]
+	// credsMu serialises updates of the stored credentials.
+	credsMu sync.Mutex
 	epoch uint64
 	cert  atomic.Pointer[tls.Certificate]
 	dirty chan struct{}
@@ -131,6 +140,33 @@ func New(ctx context.Context, opts Options, kube kubernetes.Interface) (*Agent, 
 // Cluster returns this cluster's name in the tree.
 func (a *Agent) Cluster() string { return a.creds.Load().Cluster }
 
+// MarkDirty asks for a change-based report (coalesced per report interval).
+func (a *Agent) MarkDirty() { a.markDirty() }
+
+// Path returns this cluster's path in the tree as last stated by the parent
+// (stored, so known while the uplink is down), or "" before the first Welcome.
+func (a *Agent) Path() string { return a.creds.Load().Path }
+
+// setPath records the path the parent stated.
+func (a *Agent) setPath(ctx context.Context, path string) {
+	a.credsMu.Lock()
+	defer a.credsMu.Unlock()
+	cur := a.creds.Load()
+	if path == "" || cur.Path == path {
+		return
+	}
+	next := *cur
+	next.Path = path
+	if err := join.Save(ctx, a.kube, a.opts.Namespace, &next); err != nil {
+		a.log.Warn("cannot store this cluster's path in the tree", "error", err.Error())
+	}
+	a.creds.Store(&next)
+	a.log.Info("position in the tree", "path", path)
+	if a.opts.OnPosition != nil {
+		a.opts.OnPosition(path)
+	}
+}
+
 func (a *Agent) markDirty() {
 	select {
 	case a.dirty <- struct{}{}:
@@ -163,6 +199,16 @@ func (a *Agent) Run(ctx context.Context) error {
 	link.Loop(ctx, b, a.session)
 	factory.Shutdown()
 	return nil
+}
+
+// states is what this cluster reports: its own state and, for a middle
+// cluster, those of its subtree.
+func (a *Agent) states(ctx context.Context) []*linkpb.ClusterState {
+	out := []*linkpb.ClusterState{a.ownState(ctx)}
+	if a.opts.Subtree != nil {
+		out = append(out, a.opts.Subtree()...)
+	}
+	return out
 }
 
 // ownState is the current state of this cluster.
@@ -235,6 +281,7 @@ func (a *Agent) session(ctx context.Context) bool {
 		return false
 	}
 	a.log.Info("connected to the parent", "path", w.GetPath(), "protocol", w.GetProtocolVersion(), "parentHasSeq", w.GetReportSeq())
+	a.setPath(ctx, w.GetPath())
 
 	// What the parent holds: the acknowledged states if it says so, else nothing.
 	a.mu.Lock()
@@ -250,20 +297,20 @@ func (a *Agent) session(ctx context.Context) bool {
 	send := func(f *linkpb.ChildFrame) error { return stream.Send(f) }
 	var lastReport time.Time
 	report := func() error {
-		own := a.ownState(sctx)
-		r := diff(base, []*linkpb.ClusterState{own}, full)
+		states := a.states(sctx)
+		r := diff(base, states, full)
 		if r == nil {
 			return nil
 		}
 		a.mu.Lock()
 		a.seq++
 		r.Seq = a.seq
-		a.sentAt[r.Seq] = []*linkpb.ClusterState{own}
+		a.sentAt[r.Seq] = states
 		a.mu.Unlock()
 		if err := send(&linkpb.ChildFrame{Body: &linkpb.ChildFrame_Report{Report: r}}); err != nil {
 			return err
 		}
-		base, full, lastReport = []*linkpb.ClusterState{own}, false, time.Now()
+		base, full, lastReport = states, false, time.Now()
 		return nil
 	}
 	if err := report(); err != nil {

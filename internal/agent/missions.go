@@ -36,6 +36,7 @@ const (
 	annotationDigest           = "edge.fornax.io/sent-digest"
 	annotationInventory        = "edge.fornax.io/inventory"
 	annotationDrift            = "edge.fornax.io/drift-corrections"
+	annotationOrigin           = "edge.fornax.io/origin"
 	finalizerCleanup           = "edge.fornax.io/cleanup"
 	fieldManagerAgent          = "fornax-agent"
 )
@@ -88,6 +89,7 @@ func (a *Agent) storeObjects(ctx context.Context, b *linkpb.ObjectBatch) error {
 		if v.GetKind() != "Mission" {
 			continue
 		}
+		a.setMissionState(v.GetNamespace()+"/"+v.GetName()+"@parent", nil) // a conflict reported before, if any
 		if o.GetDeleted() {
 			m := &edgev1alpha1.Mission{}
 			err := a.client.Get(ctx, client.ObjectKey{Namespace: v.GetNamespace(), Name: v.GetName()}, m)
@@ -109,6 +111,17 @@ func (a *Agent) storeObjects(ctx context.Context, b *linkpb.ObjectBatch) error {
 		if err := json.Unmarshal(o.GetPayload(), m); err != nil {
 			return fmt.Errorf("decoding mission %s/%s from the parent: %w", v.GetNamespace(), v.GetName(), err)
 		}
+		existing := &edgev1alpha1.Mission{}
+		err := a.client.Get(ctx, client.ObjectKey{Namespace: m.Namespace, Name: m.Name}, existing)
+		if err == nil && existing.Labels[labelFromParent] != "true" {
+			// This cluster's operators own a mission of that name: the parent
+			// never overwrites it. Say so where the parent will see it.
+			a.log.Warn("the parent sent a mission with the name of a local one; not stored", "mission", m.Namespace+"/"+m.Name)
+			a.setMissionState(m.Namespace+"/"+m.Name+"@parent", &linkpb.MissionState{Namespace: m.Namespace, Name: m.Name,
+				Generation: v.GetGeneration(), Origin: o.GetOrigin(), Phase: string(edgev1alpha1.PhaseFailed),
+				Message: fmt.Sprintf("cluster %s has a local mission named %s/%s: rename one of them", a.Cluster(), m.Namespace, m.Name)})
+			continue
+		}
 		if err := a.applier.EnsureNamespace(ctx, m.Namespace); err != nil {
 			return fmt.Errorf("creating namespace %s: %w", m.Namespace, err)
 		}
@@ -121,10 +134,15 @@ func (a *Agent) storeObjects(ctx context.Context, b *linkpb.ObjectBatch) error {
 			return err
 		}
 		u.SetLabels(merge(u.GetLabels(), map[string]string{labelFromParent: "true"}))
+		origin := o.GetOrigin()
+		if origin == "" {
+			origin = a.creds.Load().ParentName
+		}
 		u.SetAnnotations(map[string]string{
 			annotationTargets:          strings.Join(o.GetTargets(), ","),
 			annotationSourceGeneration: strconv.FormatInt(v.GetGeneration(), 10),
 			annotationDigest:           v.GetDigest(),
+			annotationOrigin:           origin,
 		})
 		// The finalizer comes with the mission, so that its resources are
 		// cleaned up however soon it is deleted.
@@ -209,7 +227,7 @@ func (a *Agent) reconcileMission(ctx context.Context, req reconcile.Request) (re
 		u := &unstructured.Unstructured{}
 		if err := u.UnmarshalJSON(r.Raw); err != nil {
 			a.setMissionState(key, &linkpb.MissionState{Namespace: m.Namespace, Name: m.Name, Generation: target.Generation,
-				Phase: string(edgev1alpha1.PhaseFailed), Message: "a resource does not decode: " + err.Error()})
+				Origin: m.Annotations[annotationOrigin], Phase: string(edgev1alpha1.PhaseFailed), Message: "a resource does not decode: " + err.Error()})
 			return reconcile.Result{}, nil
 		}
 		target.Resources = append(target.Resources, u)
@@ -269,7 +287,7 @@ func (a *Agent) removeResources(ctx context.Context, m *edgev1alpha1.Mission, ta
 	if m.Spec.DeletionPolicy == edgev1alpha1.DeletionPolicyOrphan {
 		return nil
 	}
-	a.setMissionState(key, &linkpb.MissionState{Namespace: m.Namespace, Name: m.Name, Generation: target.Generation, Phase: string(edgev1alpha1.PhaseDeleting)})
+	a.setMissionState(key, &linkpb.MissionState{Namespace: m.Namespace, Name: m.Name, Generation: target.Generation, Origin: m.Annotations[annotationOrigin], Phase: string(edgev1alpha1.PhaseDeleting)})
 	if errs := a.applier.Delete(ctx, target, inventory); len(errs) > 0 {
 		return fmt.Errorf("deleting the resources of mission %s: %v", key, errs)
 	}
@@ -351,9 +369,17 @@ func jobRunning(res apply.Result) bool {
 	return false
 }
 
+// MissionState returns the state of a parent's mission in this cluster, or
+// nil if it is not applied here.
+func (a *Agent) MissionState(namespace, name string) *linkpb.MissionState {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.missions[namespace+"/"+name]
+}
+
 // missionState summarises an apply result for the parent.
 func missionState(m *edgev1alpha1.Mission, generation int64, res apply.Result) *linkpb.MissionState {
-	s := &linkpb.MissionState{Namespace: m.Namespace, Name: m.Name, Generation: generation}
+	s := &linkpb.MissionState{Namespace: m.Namespace, Name: m.Name, Generation: generation, Origin: m.Annotations[annotationOrigin]}
 	for _, r := range res.Resources {
 		rs := &linkpb.ResourceState{ApiVersion: schemaGV(r.Ref), Kind: r.Ref.Kind, Namespace: r.Ref.Namespace, Name: r.Ref.Name,
 			Status: string(r.Status), Message: r.Message}

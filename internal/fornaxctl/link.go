@@ -284,11 +284,13 @@ func newGetCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "get", Short: "Show Fornax objects"}
 	var f clusterFlags
 	var output string
+	var tree bool
 	clusters := &cobra.Command{
 		Use:     "clusters",
 		Aliases: []string{"cluster", "ec"},
 		Short:   "List the clusters below this one",
 		Example: `  fornaxctl get clusters
+  fornaxctl get clusters --tree
   fornaxctl get clusters -o yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -301,11 +303,16 @@ func newGetCommand() *cobra.Command {
 				return fmt.Errorf("listing EdgeClusters: %w (is this a Fornax cluster? run 'fornaxctl init')", err)
 			}
 			sort.Slice(list.Items, func(i, j int) bool { return list.Items[i].Status.Path < list.Items[j].Status.Path })
+			if tree {
+				printTree(cmd.OutOrStdout(), list, time.Now())
+				return nil
+			}
 			return printClusters(cmd.OutOrStdout(), list, output, time.Now())
 		},
 	}
 	f.add(clusters)
 	clusters.Flags().StringVarP(&output, "output", "o", "table", "table, wide, yaml or json")
+	clusters.Flags().BoolVar(&tree, "tree", false, "draw the tree below this cluster with health, nodes and missions")
 	cmd.AddCommand(clusters, newGetMissionsCommand())
 	return cmd
 }
@@ -347,17 +354,7 @@ func printClusters(out io.Writer, list *edgev1alpha1.EdgeClusterList, output str
 	fmt.Fprintln(tw, head)
 	for _, ec := range list.Items {
 		st := ec.Status
-		status := string(st.State)
-		if status == "" {
-			status = "Pending"
-		}
-		if r := meta.FindStatusCondition(st.Conditions, edgev1alpha1.EdgeClusterReady); r != nil && st.State == edgev1alpha1.StateConnected {
-			if r.Status == metav1.ConditionTrue {
-				status = "Ready"
-			} else {
-				status = "NotReady"
-			}
-		}
+		status := clusterHealth(&ec)
 		nodes := "-"
 		if st.Nodes != nil {
 			nodes = fmt.Sprintf("%d/%d", st.Nodes.Ready, st.Nodes.Total)
@@ -378,6 +375,88 @@ func printClusters(out io.Writer, list *edgev1alpha1.EdgeClusterList, output str
 		fmt.Fprintln(tw, line)
 	}
 	return tw.Flush()
+}
+
+// clusterHealth is one word for a cluster: Ready, NotReady, Offline, Pending.
+func clusterHealth(ec *edgev1alpha1.EdgeCluster) string {
+	st := ec.Status
+	status := string(st.State)
+	if status == "" {
+		status = "Pending"
+	}
+	if r := meta.FindStatusCondition(st.Conditions, edgev1alpha1.EdgeClusterReady); r != nil && st.State == edgev1alpha1.StateConnected {
+		if r.Status == metav1.ConditionTrue {
+			status = "Ready"
+		} else {
+			status = "NotReady"
+		}
+	}
+	return status
+}
+
+// printTree draws the clusters as the tree their parents make, e.g.
+//
+//	eu  Ready  k8s v1.37.1  nodes 1/1  missions 2/2
+//	├── berlin  Ready  ...
+//	│   └── berlin-line-1  Offline  last seen 2m ago
+//	└── paris  Ready  ...
+func printTree(out io.Writer, list *edgev1alpha1.EdgeClusterList, now time.Time) {
+	byName := map[string]*edgev1alpha1.EdgeCluster{}
+	children := map[string][]*edgev1alpha1.EdgeCluster{}
+	for i := range list.Items {
+		byName[list.Items[i].Name] = &list.Items[i]
+	}
+	var tops []*edgev1alpha1.EdgeCluster
+	for i := range list.Items {
+		ec := &list.Items[i]
+		if _, ok := byName[ec.Status.Parent]; ok {
+			children[ec.Status.Parent] = append(children[ec.Status.Parent], ec)
+		} else {
+			tops = append(tops, ec)
+		}
+	}
+	line := func(ec *edgev1alpha1.EdgeCluster) string {
+		st := ec.Status
+		parts := []string{ec.Name, clusterHealth(ec)}
+		if st.Distro != "" || st.KubernetesVersion != "" {
+			parts = append(parts, strings.TrimSpace(string(st.Distro)+" "+st.KubernetesVersion))
+		}
+		if st.Nodes != nil {
+			parts = append(parts, fmt.Sprintf("nodes %d/%d", st.Nodes.Ready, st.Nodes.Total))
+		}
+		if st.Missions != nil {
+			parts = append(parts, fmt.Sprintf("missions %d/%d ready", st.Missions.Ready, st.Missions.Total))
+		}
+		if st.State != edgev1alpha1.StateConnected && st.LastHeartbeatTime != nil {
+			parts = append(parts, "last seen "+duration.HumanDuration(now.Sub(st.LastHeartbeatTime.Time))+" ago")
+		}
+		return strings.Join(parts, "  ")
+	}
+	var walk func(ec *edgev1alpha1.EdgeCluster, prefix string, last, top bool)
+	walk = func(ec *edgev1alpha1.EdgeCluster, prefix string, last, top bool) {
+		branch, next := "├── ", prefix+"│   "
+		if last {
+			branch, next = "└── ", prefix+"    "
+		}
+		if top {
+			branch, next = "", ""
+		}
+		fmt.Fprintln(out, prefix+branch+line(ec))
+		kids := children[ec.Name]
+		for i, k := range kids {
+			walk(k, next, i == len(kids)-1, false)
+		}
+	}
+	if len(tops) > 0 && tops[0].Status.Parent != "" {
+		fmt.Fprintln(out, tops[0].Status.Parent)
+		for i, t := range tops {
+			walk(t, "", i == len(tops)-1, false)
+		}
+		return
+	}
+	for _, t := range tops {
+		walk(t, "", true, true)
+	}
 }
 
 func dash(s string) string {

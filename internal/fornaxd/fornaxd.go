@@ -30,6 +30,7 @@ import (
 	"github.com/fornax-edge/fornax/internal/agent"
 	"github.com/fornax-edge/fornax/internal/hub"
 	"github.com/fornax-edge/fornax/internal/join"
+	"github.com/fornax-edge/fornax/internal/link/linkpb"
 	"github.com/fornax-edge/fornax/internal/link"
 )
 
@@ -163,10 +164,24 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	roles := 0
+	// A middle cluster runs both roles: the agent reports the hub's subtree
+	// upward, and the hub places its children below the agent's position.
+	var h *hub.Hub
 	ag, err := agent.New(ctx, agent.Options{
 		Namespace: o.Namespace, ReportInterval: o.ReportInterval, HeartbeatInterval: o.HeartbeatInterval,
 		KeepaliveTime: o.KeepaliveTime, KeepaliveTimeout: o.KeepaliveTimeout, Distro: o.Distro,
 		Version: Version, Logger: log,
+		Subtree: func() []*linkpb.ClusterState {
+			if h == nil {
+				return nil
+			}
+			return h.Subtree()
+		},
+		OnPosition: func(path string) {
+			if h != nil {
+				h.SetPath(path)
+			}
+		},
 	}, kube)
 	switch {
 	case err == nil:
@@ -184,21 +199,24 @@ func Run(ctx context.Context, o Options) error {
 	}
 
 	if o.Listen != "" {
-		name, path, depth := o.ClusterName, o.ClusterName, int32(0)
-		if ag != nil {
-			// The tree position of a middle cluster comes from its parent;
-			// cascading (more than one level) refines this.
-			name = ag.Cluster()
-			path, depth = ag.Cluster(), 1
-		}
-		if name == "" {
-			return errors.New("the hub role needs this cluster's name: give --cluster-name (e.g. root)")
-		}
-		h, err := hub.New(ctx, hub.Options{
-			Name: name, Path: path, Depth: depth, Namespace: o.Namespace, Listen: o.Listen, Hosts: o.Advertise,
+		hopts := hub.Options{
+			Name: o.ClusterName, Namespace: o.Namespace, Listen: o.Listen, Hosts: o.Advertise,
 			KeepaliveTime: o.KeepaliveTime, KeepaliveTimeout: o.KeepaliveTimeout, ReadyGrace: o.ReadyGrace,
 			ClientCertValidity: o.CertValidity, Logger: log,
-		}, kube, mgr.GetClient())
+		}
+		if ag != nil {
+			// A middle cluster: its name and place come from its parent (the
+			// stored path until the parent states it again).
+			hopts.Name, hopts.Path = ag.Cluster(), ag.Path()
+			if hopts.Path == "" {
+				hopts.Path = "?/" + ag.Cluster() // not yet stated by the parent
+			}
+			hopts.OnSubtreeChange, hopts.LocalMissionState = ag.MarkDirty, ag.MissionState
+		}
+		if hopts.Name == "" {
+			return errors.New("the hub role needs this cluster's name: give --cluster-name (e.g. root)")
+		}
+		h, err = hub.New(ctx, hopts, kube, mgr.GetClient())
 		if err != nil {
 			return err
 		}

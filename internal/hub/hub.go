@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -45,9 +46,9 @@ const (
 type Options struct {
 	// Name is this cluster's name: the parent of every child.
 	Name string
-	// Path and Depth place this cluster in the tree (the root: its name and 0).
-	Path  string
-	Depth int32
+	// Path places this cluster in the tree: "root", "root/eu". Default: Name.
+	// A middle cluster's hub learns it from its parent (SetPath).
+	Path string
 	// Namespace holds the CA Secret and the tokens.
 	Namespace string
 	// Listen is the address to serve on.
@@ -65,6 +66,13 @@ type Options struct {
 	// before being shown offline.
 	StartupGrace time.Duration
 	Logger       *slog.Logger
+	// OnSubtreeChange, for a middle cluster, is called when what Subtree
+	// returns may have changed (the agent then reports upward). It is called
+	// with the hub's lock held: it must only signal, not call the hub.
+	OnSubtreeChange func()
+	// LocalMissionState, for a middle cluster, returns the state of a
+	// parent's mission in this cluster itself (nil if it is not applied here).
+	LocalMissionState func(namespace, name string) *linkpb.MissionState
 }
 
 func (o *Options) complete() error {
@@ -106,7 +114,9 @@ type Hub struct {
 	log     *slog.Logger
 	started time.Time
 	ca      *certs.CA
-	changed chan string // cluster names whose view changed
+	changed chan struct{} // signals that dirty holds names
+	dirtyMu sync.Mutex
+	dirty   map[string]struct{} // clusters whose view changed
 	// missionsChanged asks for every mission to be delivered and its status
 	// derived again (a report, a link up or down, a cluster relabelled).
 	missionsChanged chan struct{}
@@ -118,8 +128,13 @@ type Hub struct {
 	serving     *tls.Certificate
 	servingRenw time.Time
 
+	// treePath is this cluster's path once its parent has stated it.
+	treePath atomic.Pointer[string]
+
 	mu       sync.Mutex
 	children map[string]*child
+	// childLabels holds each child's own labels as set here, for Subtree.
+	childLabels map[string]map[string]string
 	// delivered holds each mission's delivery version as last seen by the
 	// mission reconciler.
 	delivered map[string]string
@@ -159,9 +174,9 @@ func New(ctx context.Context, opts Options, kube kubernetes.Interface, c client.
 	}
 	return &Hub{
 		opts: opts, kube: kube, client: c, log: opts.Logger.With("role", "hub"),
-		started: time.Now(), ca: ca, changed: make(chan string, 1024), missionsChanged: make(chan struct{}, 1),
+		started: time.Now(), ca: ca, changed: make(chan struct{}, 1), dirty: map[string]struct{}{}, missionsChanged: make(chan struct{}, 1),
 		syncNeeded: make(chan struct{}, 1),
-		children:   map[string]*child{}, delivered: map[string]string{},
+		children:   map[string]*child{}, delivered: map[string]string{}, childLabels: map[string]map[string]string{},
 	}, nil
 }
 
@@ -244,16 +259,33 @@ func (h *Hub) GRPCServer(clientCAs *x509.CertPool) *grpc.Server {
 	return srv
 }
 
-// notify asks the reconcilers to look at a cluster, and the missions, again.
-func (h *Hub) notify(name string) {
+// notify asks the reconcilers to look at clusters, and the missions, again.
+func (h *Hub) notify(names ...string) {
 	h.notifyMissions()
-	select {
-	case h.changed <- name:
-	default:
-		// The reconciler is behind; it will catch up through its periodic
-		// resync of every EdgeCluster.
-		h.log.Warn("change queue full", "cluster", name)
+	h.dirtyMu.Lock()
+	for _, n := range names {
+		h.dirty[n] = struct{}{}
 	}
+	h.dirtyMu.Unlock()
+	select {
+	case h.changed <- struct{}{}:
+	default: // a signal is pending: it covers these names
+	}
+	if h.opts.OnSubtreeChange != nil {
+		h.opts.OnSubtreeChange()
+	}
+}
+
+// takeDirty returns and forgets the clusters notified since the last call.
+func (h *Hub) takeDirty() []string {
+	h.dirtyMu.Lock()
+	defer h.dirtyMu.Unlock()
+	out := make([]string, 0, len(h.dirty))
+	for n := range h.dirty {
+		out = append(out, n)
+	}
+	clear(h.dirty)
+	return out
 }
 
 // snapshot returns what the hub knows about a child, as a view for
@@ -262,13 +294,16 @@ func (h *Hub) snapshot(name string, now time.Time) view {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	v := view{
-		name: name, hubStarted: h.started, now: now,
-		parent: h.opts.Name, parentPath: h.opts.Path, parentDepth: h.opts.Depth,
+		name: name, self: h.opts.Name, hubStarted: h.started, now: now,
+		parent: h.opts.Name, parentPath: h.path(), parentDepth: h.depth(),
 		readyGrace: h.opts.ReadyGrace, startupGrace: h.opts.StartupGrace,
 	}
-	c := h.children[name]
+	childName, c, st := h.locate(name)
 	if c == nil {
 		return v
+	}
+	if childName != name {
+		return h.descendantView(v, childName, c, st)
 	}
 	v.known = true
 	v.connected = c.session != nil

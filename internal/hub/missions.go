@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -26,6 +28,8 @@ const (
 	AnnotationSourceGeneration = "edge.fornax.io/source-generation"
 	// AnnotationDigest is the parent's digest of what it sent.
 	AnnotationDigest = "edge.fornax.io/sent-digest"
+	// AnnotationOrigin names the cluster where the mission was created.
+	AnnotationOrigin = "edge.fornax.io/origin"
 )
 
 const missionKind = "Mission"
@@ -40,7 +44,7 @@ func (h *Hub) clustersBelow(ctx context.Context) ([]placement.Cluster, error) {
 	}
 	out := make([]placement.Cluster, 0, len(list.Items))
 	for _, ec := range list.Items {
-		path := strings.Split(h.opts.Path, "/")
+		path := strings.Split(h.path(), "/")
 		path = append(path, ec.Name)
 		if ec.Status.Path != "" {
 			path = strings.Split(ec.Status.Path, "/")
@@ -66,38 +70,76 @@ func (h *Hub) desiredObjects(ctx context.Context) (map[string]map[string]*linkpb
 	for _, c := range clusters {
 		byName[c.Name] = c
 	}
-	self := strings.Split(h.opts.Path, "/")
+	self := strings.Split(h.path(), "/")
 	out := map[string]map[string]*linkpb.Object{}
 	for i := range missions.Items {
 		m := &missions.Items[i]
 		if m.DeletionTimestamp != nil {
 			continue
 		}
-		names, err := placement.Select(m.Spec.Placement, clusters, nil)
+		names, err := h.missionTargets(m, clusters)
 		if err != nil || len(names) == 0 {
 			continue // the mission's status says why
 		}
 		sel := make([]placement.Cluster, 0, len(names))
 		for _, n := range names {
-			sel = append(sel, byName[n])
+			if c, ok := byName[n]; ok {
+				sel = append(sel, c)
+			}
 		}
 		payload, err := json.Marshal(missionPayload(m))
 		if err != nil {
 			return nil, fmt.Errorf("encoding mission %s/%s: %w", m.Namespace, m.Name, err)
 		}
+		generation, origin := h.missionSource(m)
 		for child, targets := range placement.NextHops(self, sel) {
 			if child == placement.Here || child == placement.Elsewhere || len(targets) == 0 {
 				continue
 			}
-			v := &linkpb.ObjectVersion{Kind: missionKind, Namespace: m.Namespace, Name: m.Name, Uid: string(m.UID), Generation: m.Generation}
-			v.Digest = digestOf(m.Generation, targets)
+			v := &linkpb.ObjectVersion{Kind: missionKind, Namespace: m.Namespace, Name: m.Name, Uid: string(m.UID), Generation: generation}
+			v.Digest = digestOf(generation, targets)
 			if out[child] == nil {
 				out[child] = map[string]*linkpb.Object{}
 			}
-			out[child][objectKey(m.Namespace, m.Name)] = &linkpb.Object{Version: v, Payload: payload, Targets: targets}
+			out[child][objectKey(m.Namespace, m.Name)] = &linkpb.Object{Version: v, Payload: payload, Targets: targets, Origin: origin}
 		}
 	}
 	return out, nil
+}
+
+// fromParent tells whether a mission is one the parent sent (relayed or
+// applied here) rather than one created here.
+func fromParent(m *edgev1alpha1.Mission) bool { return m.Labels[LabelFromParent] == "true" }
+
+// missionTargets returns the clusters a mission is for: for one created
+// here, what its placement selects among the clusters below; for one the
+// parent sent, the targets the parent chose (placement is evaluated once,
+// where the mission was created, with every label known there).
+func (h *Hub) missionTargets(m *edgev1alpha1.Mission, clusters []placement.Cluster) ([]string, error) {
+	if !fromParent(m) {
+		return placement.Select(m.Spec.Placement, clusters, nil)
+	}
+	var out []string
+	for _, t := range strings.Split(m.Annotations[AnnotationTargets], ",") {
+		if t != "" {
+			out = append(out, t)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+// missionSource returns the generation and origin a mission travels with:
+// the origin's, relayed unchanged.
+func (h *Hub) missionSource(m *edgev1alpha1.Mission) (int64, string) {
+	if !fromParent(m) {
+		return m.Generation, h.opts.Name
+	}
+	gen, err := strconv.ParseInt(m.Annotations[AnnotationSourceGeneration], 10, 64)
+	if err != nil {
+		gen = m.Generation
+	}
+	return gen, m.Annotations[AnnotationOrigin]
 }
 
 // missionPayload is what a child receives of a mission: its identity and

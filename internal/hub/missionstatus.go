@@ -21,7 +21,6 @@ import (
 
 	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
 	"github.com/fornax-edge/fornax/internal/link/linkpb"
-	"github.com/fornax-edge/fornax/internal/placement"
 )
 
 // missionView is what the hub knows of one mission in one targeted cluster.
@@ -137,28 +136,38 @@ func sameEntry(a, b edgev1alpha1.ClusterStatus) bool {
 	return equality.Semantic.DeepEqual(a, b)
 }
 
-// missionViews gathers what the children report of a mission in each target.
+// missionViews gathers what the children report of a mission in each
+// target (and, for a middle cluster targeted itself, its own state). Only
+// states of this mission's origin count: a mission of the same name created
+// at a cluster below is another mission.
 func (h *Hub) missionViews(m *edgev1alpha1.Mission, targets []string) map[string]missionView {
+	_, origin := h.missionSource(m)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	out := map[string]missionView{}
 	for _, t := range targets {
+		if t == h.opts.Name {
+			v := missionView{connected: true}
+			if h.opts.LocalMissionState != nil {
+				v.state = h.opts.LocalMissionState(m.Namespace, m.Name)
+			}
+			out[t] = v
+			continue
+		}
 		// Not reported yet (never connected, or this hub just restarted):
 		// Pending, not Unknown.
 		v := missionView{connected: true}
-		for name, c := range h.children {
-			s, ok := c.states[t]
-			if !ok {
-				continue
-			}
-			v.connected = c.session != nil && (name == t || s.GetConnected())
+		if childName, c, s := h.locate(t); c != nil && s != nil {
+			v.connected = c.session != nil && (childName == t || s.GetConnected())
 			v.since = c.lastSeen
+			if !s.GetConnected() && childName != t && s.GetLastSeenUnixMs() > 0 {
+				v.since = time.UnixMilli(s.GetLastSeenUnixMs())
+			}
 			for _, ms := range s.GetMissions() {
-				if ms.GetNamespace() == m.Namespace && ms.GetName() == m.Name {
+				if ms.GetNamespace() == m.Namespace && ms.GetName() == m.Name && (ms.GetOrigin() == origin || ms.GetOrigin() == "") {
 					v.state = ms
 				}
 			}
-			break
 		}
 		out[t] = v
 	}
@@ -244,7 +253,7 @@ func (h *Hub) reconcileMission(ctx context.Context, req reconcile.Request) (reco
 	if err != nil {
 		return reconcile.Result{}, err
 	}
-	targets, selErr := placement.Select(m.Spec.Placement, clusters, nil)
+	targets, selErr := h.missionTargets(m, clusters)
 	desired := deriveMissionStatus(m, targets, selErr, h.missionViews(m, targets), time.Now())
 	if equality.Semantic.DeepEqual(desired, m.Status) {
 		return reconcile.Result{}, nil

@@ -24,10 +24,12 @@ import (
 func (h *Hub) SetupWithManager(mgr ctrl.Manager) error {
 	events := make(chan event.TypedGenericEvent[*edgev1alpha1.EdgeCluster], 1024)
 	go func() {
-		for name := range h.changed {
-			ec := &edgev1alpha1.EdgeCluster{}
-			ec.Name = name
-			events <- event.TypedGenericEvent[*edgev1alpha1.EdgeCluster]{Object: ec}
+		for range h.changed {
+			for _, name := range h.takeDirty() {
+				ec := &edgev1alpha1.EdgeCluster{}
+				ec.Name = name
+				events <- event.TypedGenericEvent[*edgev1alpha1.EdgeCluster]{Object: ec}
+			}
 		}
 	}()
 	if err := h.setupMissions(mgr); err != nil {
@@ -50,8 +52,14 @@ func (h *Hub) reconcile(ctx context.Context, req reconcile.Request) (reconcile.R
 			// Removed (fornaxctl remove cluster): end its stream, forget it.
 			h.disconnect(name)
 			h.mu.Lock()
+			_, wasChild := h.children[name]
 			delete(h.children, name)
+			delete(h.childLabels, name)
 			h.mu.Unlock()
+			if wasChild {
+				// Its descendants go with it.
+				return reconcile.Result{}, h.syncDescendants(ctx, name)
+			}
 			return reconcile.Result{}, nil
 		}
 		return reconcile.Result{}, err
@@ -59,20 +67,46 @@ func (h *Hub) reconcile(ctx context.Context, req reconcile.Request) (reconcile.R
 	h.notifyMissions() // its labels or state may change what missions select and show
 	h.requestSync()
 	v := h.snapshot(name, time.Now())
+	via := ec.Labels[LabelVia]
+	if via != "" && !v.known {
+		// A descendant no child reports any more (its child was removed).
+		if err := h.syncDescendants(ctx, via); err != nil {
+			return reconcile.Result{}, err
+		}
+		return reconcile.Result{}, nil
+	}
+	if via == "" {
+		if err := h.syncDescendants(ctx, name); err != nil {
+			return reconcile.Result{}, err
+		}
+	}
 	v.generation = ec.Generation
 	v.previousStatus = ec.Status
 	desired, requeue := deriveStatus(v)
 
-	wantLabels := maps.Clone(ec.Labels)
-	if wantLabels == nil {
-		wantLabels = map[string]string{}
-	}
-	maps.Copy(wantLabels, builtinLabels(name, h.opts.Name, h.opts.Depth+1, desired.Distro))
-	if !maps.Equal(wantLabels, ec.Labels) {
+	wantLabels, inherited := h.wantLabels(ctx, ec, v, desired.Distro)
+	if !maps.Equal(wantLabels, ec.Labels) || inherited != ec.Annotations[AnnotationInherited] {
 		patch := client.MergeFrom(ec.DeepCopy())
 		ec.Labels = wantLabels
+		if ec.Annotations == nil {
+			ec.Annotations = map[string]string{}
+		}
+		ec.Annotations[AnnotationInherited] = inherited
+		if inherited == "" {
+			delete(ec.Annotations, AnnotationInherited)
+		}
 		if err := h.client.Patch(ctx, ec, patch); err != nil {
 			return reconcile.Result{}, fmt.Errorf("updating labels of EdgeCluster %s: %w", name, err)
+		}
+		h.notifyBelow(name) // descendants inherit from it
+	}
+	if via == "" {
+		h.mu.Lock()
+		old := h.childLabels[name]
+		h.childLabels[name] = ownLabels(ec)
+		h.mu.Unlock()
+		if !maps.Equal(old, h.childLabels[name]) && h.opts.OnSubtreeChange != nil {
+			h.opts.OnSubtreeChange()
 		}
 	}
 	if !equality.Semantic.DeepEqual(desired, ec.Status) {

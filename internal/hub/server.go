@@ -154,7 +154,7 @@ func (h *Hub) recordJoin(ctx context.Context, req *linkpb.JoinRequest, existing 
 	for k, v := range req.GetLabels() {
 		labels[k] = v
 	}
-	for k, v := range builtinLabels(req.GetCluster(), h.opts.Name, h.opts.Depth+1, "") {
+	for k, v := range builtinLabels(req.GetCluster(), h.opts.Name, h.depth()+1, "") {
 		labels[k] = v
 	}
 	if existing == nil {
@@ -304,13 +304,13 @@ func (s *server) Connect(stream linkpb.Link_ConnectServer) error {
 		}
 		h.mu.Unlock()
 		connectedChildren.Dec()
-		h.notify(name)
+		h.notify(h.subtreeNames(name)...) // its whole subtree is out of reach
 		log.Info("child disconnected")
 	}()
 
 	if err := stream.Send(&linkpb.ParentFrame{Body: &linkpb.ParentFrame_Welcome{Welcome: &linkpb.Welcome{
 		ProtocolVersion: version, Epoch: hello.GetEpoch(), ReportSeq: haveSeq,
-		Parent: h.opts.Name, Path: h.opts.Path + "/" + name, Depth: uint32(h.opts.Depth) + 1,
+		Parent: h.opts.Name, Path: h.path() + "/" + name, Depth: uint32(h.depth()) + 1,
 	}}}); err != nil {
 		return err
 	}
@@ -363,9 +363,9 @@ func (h *Hub) handle(name string, f *linkpb.ChildFrame) (*linkpb.ParentFrame, er
 		}
 		changed := applyReport(c, r)
 		c.lastSeq = r.GetSeq()
-		if changed {
+		if len(changed) > 0 {
 			c.lastReport = now
-			h.notify(name)
+			h.notify(append(changed, name)...)
 		}
 		return &linkpb.ParentFrame{Body: &linkpb.ParentFrame_Ack{Ack: &linkpb.Ack{Seq: r.GetSeq()}}}, nil
 	case *linkpb.ChildFrame_Heartbeat:
@@ -390,10 +390,10 @@ func resync(reason string) *linkpb.ParentFrame {
 	return &linkpb.ParentFrame{Body: &linkpb.ParentFrame_Resync{Resync: &linkpb.ResyncRequest{Reason: reason}}}
 }
 
-// applyReport merges a report into the child's states and says whether any
-// fact changed.
-func applyReport(c *child, r *linkpb.Report) bool {
-	changed := false
+// applyReport merges a report into the child's states and returns the
+// clusters whose facts changed (or that left).
+func applyReport(c *child, r *linkpb.Report) []string {
+	var changed []string
 	if r.GetFull() {
 		keep := map[string]bool{}
 		for _, s := range r.GetClusters() {
@@ -402,20 +402,20 @@ func applyReport(c *child, r *linkpb.Report) bool {
 		for n := range c.states {
 			if !keep[n] {
 				delete(c.states, n)
-				changed = true
+				changed = append(changed, n)
 			}
 		}
 	}
 	for _, n := range r.GetRemoved() {
 		if _, ok := c.states[n]; ok {
 			delete(c.states, n)
-			changed = true
+			changed = append(changed, n)
 		}
 	}
 	for _, s := range r.GetClusters() {
 		old := c.states[s.GetName()]
 		if old == nil || !link.SameFacts(old, s) {
-			changed = true
+			changed = append(changed, s.GetName())
 		}
 		c.states[s.GetName()] = s
 	}

@@ -9,7 +9,7 @@ import (
 )
 
 func testHub() *Hub {
-	return &Hub{log: slog.New(slog.DiscardHandler), changed: make(chan string, 16),
+	return &Hub{log: slog.New(slog.DiscardHandler), changed: make(chan struct{}, 1), dirty: map[string]struct{}{},
 		missionsChanged: make(chan struct{}, 1), children: map[string]*child{}}
 }
 

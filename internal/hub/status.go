@@ -29,6 +29,7 @@ const (
 // deriveStatus.
 type view struct {
 	name           string
+	self           string // this hub's cluster: missions from elsewhere are local
 	connected      bool
 	known          bool // the child connected at least once since the hub started
 	own            *linkpb.ClusterState
@@ -64,7 +65,7 @@ func deriveStatus(v view) (edgev1alpha1.EdgeClusterStatus, time.Duration) {
 		st.State = edgev1alpha1.StateConnected
 		setCond(&st, edgev1alpha1.EdgeClusterConnected, metav1.ConditionTrue, ReasonLinkUp,
 			"connected since "+v.connectedAt.UTC().Format(time.RFC3339), v.connectedAt)
-		applySummary(&st, v.own)
+		applySummary(&st, v.own, v.self)
 		st.LastHeartbeatTime = timePtr(later(v.connectedAt, v.lastReport))
 		if !v.lastReport.IsZero() {
 			st.LastReportTime = timePtr(v.lastReport)
@@ -135,7 +136,7 @@ func readyGraceLeft(downSince time.Time, v view) time.Duration {
 	return 0
 }
 
-func applySummary(st *edgev1alpha1.EdgeClusterStatus, own *linkpb.ClusterState) {
+func applySummary(st *edgev1alpha1.EdgeClusterStatus, own *linkpb.ClusterState, self string) {
 	s := own.GetSummary()
 	if s == nil {
 		return
@@ -145,6 +146,24 @@ func applySummary(st *edgev1alpha1.EdgeClusterStatus, own *linkpb.ClusterState) 
 	st.Nodes = &edgev1alpha1.NodeSummary{Total: s.GetNodesTotal(), Ready: s.GetNodesReady()}
 	st.Capacity = quantities(s.GetCapacity())
 	st.Allocatable = quantities(s.GetAllocatable())
+	st.Missions, st.LocalMissions = nil, nil
+	if len(own.GetMissions()) > 0 {
+		sum := &edgev1alpha1.MissionSummary{}
+		for _, ms := range own.GetMissions() {
+			sum.Total++
+			switch edgev1alpha1.ClusterPhase(ms.GetPhase()) {
+			case edgev1alpha1.PhaseReady:
+				sum.Ready++
+			case edgev1alpha1.PhaseFailed:
+				sum.Failed++
+			}
+			if o := ms.GetOrigin(); o != "" && o != self && len(st.LocalMissions) < 100 {
+				st.LocalMissions = append(st.LocalMissions, edgev1alpha1.LocalMission{Namespace: ms.GetNamespace(),
+					Name: ms.GetName(), Origin: o, Phase: edgev1alpha1.ClusterPhase(ms.GetPhase())})
+			}
+		}
+		st.Missions = sum
+	}
 }
 
 func quantities(m map[string]string) map[string]resource.Quantity {

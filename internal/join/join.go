@@ -37,6 +37,7 @@ const (
 	keyParent  = "parent-address"
 	keyCluster = "cluster-name"
 	keyParentN = "parent-name"
+	keyPath    = "path" // this cluster's path in the tree, as the parent last said
 )
 
 // ErrNotJoined means the cluster holds no link credentials.
@@ -50,6 +51,9 @@ type Credentials struct {
 	CertPEM       []byte
 	KeyPEM        []byte
 	CAPEM         []byte // the parent's CA
+	// Path is this cluster's path from the root ("root/eu/berlin"), as the
+	// parent's last Welcome said; empty until the first one.
+	Path string
 }
 
 // Certificate returns the TLS client certificate.
@@ -82,6 +86,7 @@ func Load(ctx context.Context, cs kubernetes.Interface, namespace string) (*Cred
 	c := &Credentials{
 		Cluster: string(s.Data[keyCluster]), ParentAddress: string(s.Data[keyParent]), ParentName: string(s.Data[keyParentN]),
 		CertPEM: s.Data[corev1.TLSCertKey], KeyPEM: s.Data[corev1.TLSPrivateKeyKey], CAPEM: s.Data[keyCA],
+		Path: string(s.Data[keyPath]),
 	}
 	if c.Cluster == "" || c.ParentAddress == "" || len(c.CertPEM) == 0 || len(c.KeyPEM) == 0 || len(c.CAPEM) == 0 {
 		return nil, fmt.Errorf("the Secret %s/%s is incomplete: run 'fornaxctl join' again", namespace, CredentialsSecret)
@@ -103,6 +108,9 @@ func Save(ctx context.Context, cs kubernetes.Interface, namespace string, c *Cre
 			corev1.TLSCertKey: c.CertPEM, corev1.TLSPrivateKeyKey: c.KeyPEM, keyCA: c.CAPEM,
 			keyParent: []byte(c.ParentAddress), keyCluster: []byte(c.Cluster), keyParentN: []byte(c.ParentName),
 		},
+	}
+	if c.Path != "" {
+		s.Data[keyPath] = []byte(c.Path)
 	}
 	_, err := cs.CoreV1().Secrets(namespace).Create(ctx, s, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {

@@ -71,13 +71,16 @@ func (tr *tree) startHub(t testing.TB, extra ...string) {
 	})
 }
 
-func (tr *tree) startAgent(t testing.TB, name string) {
+// startAgent starts fornaxd in an edge cluster (extra: more flags, e.g.
+// --listen for a middle cluster).
+func (tr *tree) startAgent(t testing.TB, name string, extra ...string) {
 	t.Helper()
 	c := tr.edges[name]
-	d, err := c.Run("fornaxd", fornaxdBin, append([]string{
+	args := append([]string{
 		"--kubeconfig", c.Kubeconfig, "--report-interval", "1s", "--heartbeat-interval", "5s",
 		"--metrics-bind-address", "0", "--health-bind-address", "0", "--log-level", logLevel(),
-	}, keepaliveArgs...)...)
+	}, keepaliveArgs...)
+	d, err := c.Run("fornaxd", fornaxdBin, append(args, extra...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -85,6 +85,16 @@ type MissionSummary struct {
 	Failed int32 `json:"failed"`
 }
 
+// LocalMission is a mission created at a cluster below, as reported.
+type LocalMission struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// Origin is the cluster where the mission was created.
+	Origin string `json:"origin"`
+	// Phase in the cluster: Applied, Ready, Failed or Deleting.
+	Phase ClusterPhase `json:"phase"`
+}
+
 // EdgeClusterStatus is what Fornax observed about the cluster.
 type EdgeClusterStatus struct {
 	// ObservedGeneration is the spec generation this status was computed for.
@@ -131,6 +141,12 @@ type EdgeClusterStatus struct {
 	// Missions counts the missions that target this cluster.
 	// +optional
 	Missions *MissionSummary `json:"missions,omitempty"`
+	// LocalMissions lists missions running in the cluster that were created
+	// below this API server's cluster (by a middle cluster's operators):
+	// shown here, never changed from here. At most 100.
+	// +optional
+	// +kubebuilder:validation:MaxItems=100
+	LocalMissions []LocalMission `json:"localMissions,omitempty"`
 
 	// LastHeartbeatTime is when the cluster was last heard from, directly or
 	// through its ancestors.

@@ -900,8 +900,11 @@ type MissionState struct {
 	Resources []*ResourceState `protobuf:"bytes,6,rep,name=resources,proto3" json:"resources,omitempty"`
 	// Times an applied object was found changed by someone else and reverted.
 	DriftCorrections int64 `protobuf:"varint,7,opt,name=drift_corrections,json=driftCorrections,proto3" json:"drift_corrections,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The cluster where the mission was created: a parent aggregates only the
+	// states of its own missions and shows the others as local to their origin.
+	Origin        string `protobuf:"bytes,8,opt,name=origin,proto3" json:"origin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MissionState) Reset() {
@@ -981,6 +984,13 @@ func (x *MissionState) GetDriftCorrections() int64 {
 		return x.DriftCorrections
 	}
 	return 0
+}
+
+func (x *MissionState) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
 }
 
 // ResourceState is one applied object's state.
@@ -1402,7 +1412,10 @@ type Object struct {
 	// The object, JSON.
 	Payload []byte `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
 	// The clusters of the receiving child's subtree the object is for.
-	Targets       []string `protobuf:"bytes,4,rep,name=targets,proto3" json:"targets,omitempty"`
+	Targets []string `protobuf:"bytes,4,rep,name=targets,proto3" json:"targets,omitempty"`
+	// The cluster where the object was created (the root, or a middle cluster
+	// for its operators' own missions); relayed unchanged down the tree.
+	Origin        string `protobuf:"bytes,5,opt,name=origin,proto3" json:"origin,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1463,6 +1476,13 @@ func (x *Object) GetTargets() []string {
 		return x.Targets
 	}
 	return nil
+}
+
+func (x *Object) GetOrigin() string {
+	if x != nil {
+		return x.Origin
+	}
+	return ""
 }
 
 // ObjectVersion names an object and the generation held.
@@ -1623,7 +1643,7 @@ const file_fornax_link_v1_link_proto_rawDesc = "" +
 	"\bmissions\x18\b \x03(\v2\x1c.fornax.link.v1.MissionStateR\bmissions\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfa\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x92\x02\n" +
 	"\fMissionState\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1e\n" +
@@ -1633,7 +1653,8 @@ const file_fornax_link_v1_link_proto_rawDesc = "" +
 	"\x05phase\x18\x04 \x01(\tR\x05phase\x12\x18\n" +
 	"\amessage\x18\x05 \x01(\tR\amessage\x12;\n" +
 	"\tresources\x18\x06 \x03(\v2\x1d.fornax.link.v1.ResourceStateR\tresources\x12+\n" +
-	"\x11drift_corrections\x18\a \x01(\x03R\x10driftCorrections\"\xa8\x01\n" +
+	"\x11drift_corrections\x18\a \x01(\x03R\x10driftCorrections\x12\x16\n" +
+	"\x06origin\x18\b \x01(\tR\x06origin\"\xa8\x01\n" +
 	"\rResourceState\x12\x1f\n" +
 	"\vapi_version\x18\x01 \x01(\tR\n" +
 	"apiVersion\x12\x12\n" +
@@ -1671,12 +1692,13 @@ const file_fornax_link_v1_link_proto_rawDesc = "" +
 	"\vObjectBatch\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x12\n" +
 	"\x04full\x18\x02 \x01(\bR\x04full\x120\n" +
-	"\aobjects\x18\x03 \x03(\v2\x16.fornax.link.v1.ObjectR\aobjects\"\x8f\x01\n" +
+	"\aobjects\x18\x03 \x03(\v2\x16.fornax.link.v1.ObjectR\aobjects\"\xa7\x01\n" +
 	"\x06Object\x127\n" +
 	"\aversion\x18\x01 \x01(\v2\x1d.fornax.link.v1.ObjectVersionR\aversion\x12\x18\n" +
 	"\adeleted\x18\x02 \x01(\bR\adeleted\x12\x18\n" +
 	"\apayload\x18\x03 \x01(\fR\apayload\x12\x18\n" +
-	"\atargets\x18\x04 \x03(\tR\atargets\"\x9f\x01\n" +
+	"\atargets\x18\x04 \x03(\tR\atargets\x12\x16\n" +
+	"\x06origin\x18\x05 \x01(\tR\x06origin\"\x9f\x01\n" +
 	"\rObjectVersion\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x12\n" +
