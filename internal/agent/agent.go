@@ -102,6 +102,14 @@ type Agent struct {
 	applier *apply.Applier
 	watch   *objectWatch
 
+	// outgoing carries frames from other goroutines (name checks) to the
+	// session; pending holds the name checks awaiting their answer.
+	outgoing  chan *linkpb.ChildFrame
+	linkUp    atomic.Bool
+	requestID atomic.Uint64
+	pendingMu sync.Mutex
+	pending   map[uint64]chan *linkpb.NameCheckResult
+
 	mu       sync.Mutex
 	missions map[string]*linkpb.MissionState   // by namespace/name, for reports
 	applied  map[string]appliedRecord          // by namespace/name: the last successful apply
@@ -131,6 +139,7 @@ func New(ctx context.Context, opts Options, kube kubernetes.Interface) (*Agent, 
 		log:   opts.Logger.With("role", "agent", "cluster", creds.Cluster, "parent", creds.ParentAddress),
 		dirty: make(chan struct{}, 1), sentAt: map[uint64][]*linkpb.ClusterState{},
 		missions: map[string]*linkpb.MissionState{}, applied: map[string]appliedRecord{},
+		outgoing: make(chan *linkpb.ChildFrame, 16), pending: map[uint64]chan *linkpb.NameCheckResult{},
 	}
 	a.creds.Store(creds)
 	a.cert.Store(cert)
@@ -139,6 +148,38 @@ func New(ctx context.Context, opts Options, kube kubernetes.Interface) (*Agent, 
 
 // Cluster returns this cluster's name in the tree.
 func (a *Agent) Cluster() string { return a.creds.Load().Cluster }
+
+// CheckName asks the parent (and through it the whole tree up to the root)
+// whether a cluster name is taken. It fails when the uplink is down.
+func (a *Agent) CheckName(ctx context.Context, name, uid string) (bool, string, error) {
+	if !a.linkUp.Load() {
+		return false, "", errors.New("the uplink to the parent is down")
+	}
+	id := a.requestID.Add(1)
+	ch := make(chan *linkpb.NameCheckResult, 1)
+	a.pendingMu.Lock()
+	a.pending[id] = ch
+	a.pendingMu.Unlock()
+	defer func() {
+		a.pendingMu.Lock()
+		delete(a.pending, id)
+		a.pendingMu.Unlock()
+	}()
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	f := &linkpb.ChildFrame{Body: &linkpb.ChildFrame_NameCheck{NameCheck: &linkpb.NameCheck{RequestId: id, Name: name, ClusterUid: uid}}}
+	select {
+	case a.outgoing <- f:
+	case <-ctx.Done():
+		return false, "", fmt.Errorf("asking the parent: %w", ctx.Err())
+	}
+	select {
+	case r := <-ch:
+		return r.GetTaken(), r.GetMessage(), nil
+	case <-ctx.Done():
+		return false, "", fmt.Errorf("waiting for the parent's answer: %w", ctx.Err())
+	}
+}
 
 // MarkDirty asks for a change-based report (coalesced per report interval).
 func (a *Agent) MarkDirty() { a.markDirty() }
@@ -293,6 +334,8 @@ func (a *Agent) session(ctx context.Context) bool {
 	a.mu.Unlock()
 
 	incoming, errc := link.Pump(sctx, stream.Recv)
+	a.linkUp.Store(true)
+	defer a.linkUp.Store(false)
 
 	send := func(f *linkpb.ChildFrame) error { return stream.Send(f) }
 	var lastReport time.Time
@@ -344,6 +387,13 @@ func (a *Agent) session(ctx context.Context) bool {
 					a.logStreamError("acknowledging missions", err)
 					return true
 				}
+			case *linkpb.ParentFrame_NameCheckResult:
+				a.pendingMu.Lock()
+				if ch := a.pending[b.NameCheckResult.GetRequestId()]; ch != nil {
+					ch <- b.NameCheckResult
+					delete(a.pending, b.NameCheckResult.GetRequestId())
+				}
+				a.pendingMu.Unlock()
 			case *linkpb.ParentFrame_Resync:
 				a.log.Info("the parent asked for a full report", "reason", b.Resync.GetReason())
 				full = true
@@ -351,6 +401,11 @@ func (a *Agent) session(ctx context.Context) bool {
 					a.logStreamError("sending a full report", err)
 					return true
 				}
+			}
+		case f := <-a.outgoing:
+			if err := send(f); err != nil {
+				a.logStreamError("sending to the parent", err)
+				return true
 			}
 		case <-a.dirty:
 			// Change-based report: at once if the last one is older than the

@@ -211,7 +211,7 @@ func Run(ctx context.Context, o Options) error {
 			if hopts.Path == "" {
 				hopts.Path = "?/" + ag.Cluster() // not yet stated by the parent
 			}
-			hopts.OnSubtreeChange, hopts.LocalMissionState = ag.MarkDirty, ag.MissionState
+			hopts.OnSubtreeChange, hopts.LocalMissionState, hopts.CheckNameUp = ag.MarkDirty, ag.MissionState, ag.CheckName
 		}
 		if hopts.Name == "" {
 			return errors.New("the hub role needs this cluster's name: give --cluster-name (e.g. root)")

@@ -73,6 +73,9 @@ type Options struct {
 	// LocalMissionState, for a middle cluster, returns the state of a
 	// parent's mission in this cluster itself (nil if it is not applied here).
 	LocalMissionState func(namespace, name string) *linkpb.MissionState
+	// CheckNameUp, for a middle cluster, asks the parent whether a name is
+	// taken anywhere in the tree (err when the parent cannot be asked).
+	CheckNameUp func(ctx context.Context, name, uid string) (taken bool, message string, err error)
 }
 
 func (o *Options) complete() error {

@@ -255,6 +255,17 @@ func (h *Hub) reconcileMission(ctx context.Context, req reconcile.Request) (reco
 	}
 	targets, selErr := h.missionTargets(m, clusters)
 	desired := deriveMissionStatus(m, targets, selErr, h.missionViews(m, targets), time.Now())
+	if fromParent(m) {
+		_, origin := h.missionSource(m)
+		relayed := metav1.Condition{Type: edgev1alpha1.MissionRelayed, Status: metav1.ConditionTrue, Reason: "RelayedOnly",
+			Message: fmt.Sprintf("created at %s; relayed to %d clusters below, not applied here", origin, len(targets)),
+			ObservedGeneration: m.Generation, LastTransitionTime: metav1.NewTime(time.Now())}
+		if slices.Contains(targets, h.opts.Name) {
+			relayed.Status, relayed.Reason = metav1.ConditionFalse, "AppliedHere"
+			relayed.Message = fmt.Sprintf("created at %s; applied here and relayed to %d clusters below", origin, len(targets)-1)
+		}
+		meta.SetStatusCondition(&desired.Conditions, relayed)
+	}
 	if equality.Semantic.DeepEqual(desired, m.Status) {
 		return reconcile.Result{}, nil
 	}

@@ -97,6 +97,19 @@ func (s *server) Join(ctx context.Context, req *linkpb.JoinRequest) (*linkpb.Joi
 			"the name %q is taken by another cluster of this tree: choose another --name, or remove the other with 'fornaxctl remove cluster %s' at the parent",
 			req.GetCluster(), req.GetCluster())
 	}
+	if h.opts.CheckNameUp != nil {
+		// Names are unique in the whole tree, not only below this cluster.
+		taken, msg, err := h.opts.CheckNameUp(ctx, req.GetCluster(), req.GetClusterUid())
+		if err != nil {
+			joins.WithLabelValues("refused").Inc()
+			return nil, status.Errorf(codes.Unavailable, "cannot confirm that the name %q is free in the tree (%v): try again when this cluster's uplink is up", req.GetCluster(), err)
+		}
+		if taken {
+			joins.WithLabelValues("refused").Inc()
+			log.Info("join refused", "reason", msg)
+			return nil, status.Errorf(codes.AlreadyExists, "%s: choose another --name", msg)
+		}
+	}
 	cert, err := h.ca.SignClusterCSR(req.GetCsrPem(), req.GetCluster(), h.opts.ClientCertValidity)
 	if err != nil {
 		return nil, status.Error(codes.InvalidArgument, err.Error())
@@ -368,6 +381,11 @@ func (h *Hub) handle(name string, f *linkpb.ChildFrame) (*linkpb.ParentFrame, er
 			h.notify(append(changed, name)...)
 		}
 		return &linkpb.ParentFrame{Body: &linkpb.ParentFrame_Ack{Ack: &linkpb.Ack{Seq: r.GetSeq()}}}, nil
+	case *linkpb.ChildFrame_NameCheck:
+		if c.session != nil {
+			go h.answerNameCheck(c.session, name, b.NameCheck)
+		}
+		return nil, nil
 	case *linkpb.ChildFrame_Heartbeat:
 		hb := b.Heartbeat
 		if hb.GetReportSeq() == c.lastSeq && len(hb.GetDigest()) > 0 && !equalBytes(hb.GetDigest(), link.Digest(values(c.states))) {

@@ -314,3 +314,50 @@ func (h *Hub) subtreeNames(child string) []string {
 	}
 	return out
 }
+
+// CheckName tells whether a cluster name is taken anywhere in the tree, as far
+// as this hub and its ancestors know: this cluster's own name, a cluster of
+// its subtree, or (asked upward) one elsewhere. The same cluster (uid) may
+// keep its name; a cluster below the asking child (asker, "" for a local
+// join) is the asker's to judge.
+func (h *Hub) CheckName(ctx context.Context, name, uid, asker string) (bool, string, error) {
+	if name == h.opts.Name {
+		return true, fmt.Sprintf("%q is the name of cluster %s", name, h.path()), nil
+	}
+	ec := &edgev1alpha1.EdgeCluster{}
+	err := h.client.Get(ctx, client.ObjectKey{Name: name}, ec)
+	switch {
+	case err == nil && asker != "" && (ec.Labels[LabelVia] == asker || ec.Name == asker):
+		// In the asker's own subtree: it has checked that itself.
+	case err == nil && (ec.Labels[LabelVia] != "" || ec.Annotations[AnnotationClusterUID] != uid):
+		where := ec.Status.Path
+		if where == "" {
+			where = h.path() + "/.../" + name
+		}
+		return true, fmt.Sprintf("the name %q is taken by cluster %s", name, where), nil
+	case err != nil && !apierrors.IsNotFound(err):
+		return false, "", fmt.Errorf("reading EdgeCluster %s: %w", name, err)
+	}
+	if h.opts.CheckNameUp != nil {
+		return h.opts.CheckNameUp(ctx, name, uid)
+	}
+	return false, "", nil
+}
+
+// answerNameCheck answers a child's NameCheck on its session.
+func (h *Hub) answerNameCheck(sess *session, asker string, q *linkpb.NameCheck) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	r := &linkpb.NameCheckResult{RequestId: q.GetRequestId()}
+	taken, msg, err := h.CheckName(ctx, q.GetName(), q.GetClusterUid(), asker)
+	switch {
+	case err != nil:
+		r.Taken, r.Message = true, "cannot confirm that the name is free in the tree: "+err.Error()
+	default:
+		r.Taken, r.Message = taken, msg
+	}
+	select {
+	case sess.out <- &linkpb.ParentFrame{Body: &linkpb.ParentFrame_NameCheckResult{NameCheckResult: r}}:
+	case <-sess.done:
+	}
+}

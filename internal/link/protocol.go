@@ -165,6 +165,14 @@ func ValidateChildFrame(f *linkpb.ChildFrame, child string) error {
 		return nil
 	case *linkpb.ChildFrame_Ack:
 		return nil
+	case *linkpb.ChildFrame_NameCheck:
+		if err := ValidClusterName(b.NameCheck.GetName()); err != nil {
+			return fmt.Errorf("name check: %w", err)
+		}
+		if len(b.NameCheck.GetClusterUid()) > 64 {
+			return errors.New("name check: cluster UID too long")
+		}
+		return nil
 	default:
 		return errors.New("empty or unknown frame")
 	}

@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -116,6 +117,22 @@ func TestCascade(t *testing.T) {
 		t.Errorf("the tree does not show berlin-line-1 Ready under berlin:\n%s", tree)
 	}
 
+	// Names are unique in the whole tree: a join at berlin under a name used
+	// in another branch (us, under the root) or by a cousin (paris, under eu)
+	// is refused with the place of the other cluster. (The joining cluster
+	// here is the root's own API server: a refused join writes nothing.)
+	for name, where := range map[string]string{"us": "root/us", "paris": "root/eu/paris"} {
+		out := fornaxctl(t, "token", "create", "--kubeconfig", tr.edges["berlin"].Kubeconfig)
+		m := joinRE.FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("no join command:\n%s", out)
+		}
+		stdout, stderr, err := fornaxctlErr(t, "join", "--kubeconfig", tr.root.Kubeconfig, "--parent", m[1], "--token", m[2], "--ca-hash", m[3], "--name", name)
+		if err == nil || !strings.Contains(stdout+stderr, "taken by cluster "+where) {
+			t.Errorf("joining berlin as %q: %v\n%s%s", name, err, stdout, stderr)
+		}
+	}
+
 	// Missions from the root land exactly where selected, at any depth.
 	for _, name := range append(slices.Collect(maps.Keys(wantPath)), "root") {
 		c := tr.root
@@ -178,6 +195,17 @@ func TestCascade(t *testing.T) {
 		t.Errorf("eu does not hold the mission it relays: %v", err)
 	} else if relayed.Annotations["edge.fornax.io/targets"] != "berlin-line-1" {
 		t.Errorf("eu holds by-name-depth-3 with targets %q", relayed.Annotations["edge.fornax.io/targets"])
+	}
+	waitFor(t, 30*time.Second, "eu marks the mission relayed, with the status of its subtree", func(ctx context.Context) (bool, error) {
+		got := &edgev1alpha1.Mission{}
+		if err := edgeClient(t, tr.edges["eu"]).Get(ctx, client.ObjectKey{Namespace: "apps", Name: "by-name-depth-3"}, got); err != nil {
+			return false, err
+		}
+		c := meta.FindStatusCondition(got.Status.Conditions, edgev1alpha1.MissionRelayed)
+		return c != nil && c.Status == metav1.ConditionTrue && got.Status.Summary.Ready == 1, nil
+	})
+	if _, err := tr.edges["eu"].Client().CoreV1().ConfigMaps("apps").Get(ctx, "by-name-depth-3", metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("eu applied a mission it only relays: %v", err)
 	}
 
 	// Local autonomy: eu's operators deploy to their subtree; the root shows

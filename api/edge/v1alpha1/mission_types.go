@@ -14,6 +14,10 @@ const (
 	// ready; False when any reports a failure or is still progressing; Unknown
 	// when any targeted cluster cannot be reached.
 	MissionReady = "Ready"
+	// MissionRelayed is set on a parent's mission stored in a middle cluster:
+	// True when the middle cluster only relays it to clusters below, False
+	// when it is also applied there.
+	MissionRelayed = "Relayed"
 )
 
 // DeletionPolicy says what happens to a mission's resources in a cluster when

@@ -285,6 +285,7 @@ type ChildFrame struct {
 	//	*ChildFrame_Report
 	//	*ChildFrame_Heartbeat
 	//	*ChildFrame_Ack
+	//	*ChildFrame_NameCheck
 	Body          isChildFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -363,6 +364,15 @@ func (x *ChildFrame) GetAck() *Ack {
 	return nil
 }
 
+func (x *ChildFrame) GetNameCheck() *NameCheck {
+	if x != nil {
+		if x, ok := x.Body.(*ChildFrame_NameCheck); ok {
+			return x.NameCheck
+		}
+	}
+	return nil
+}
+
 type isChildFrame_Body interface {
 	isChildFrame_Body()
 }
@@ -383,6 +393,10 @@ type ChildFrame_Ack struct {
 	Ack *Ack `protobuf:"bytes,4,opt,name=ack,proto3,oneof"`
 }
 
+type ChildFrame_NameCheck struct {
+	NameCheck *NameCheck `protobuf:"bytes,5,opt,name=name_check,json=nameCheck,proto3,oneof"`
+}
+
 func (*ChildFrame_Hello) isChildFrame_Body() {}
 
 func (*ChildFrame_Report) isChildFrame_Body() {}
@@ -390,6 +404,8 @@ func (*ChildFrame_Report) isChildFrame_Body() {}
 func (*ChildFrame_Heartbeat) isChildFrame_Body() {}
 
 func (*ChildFrame_Ack) isChildFrame_Body() {}
+
+func (*ChildFrame_NameCheck) isChildFrame_Body() {}
 
 // ParentFrame is one message from parent to child.
 type ParentFrame struct {
@@ -400,6 +416,7 @@ type ParentFrame struct {
 	//	*ParentFrame_Ack
 	//	*ParentFrame_Resync
 	//	*ParentFrame_Objects
+	//	*ParentFrame_NameCheckResult
 	Body          isParentFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -478,6 +495,15 @@ func (x *ParentFrame) GetObjects() *ObjectBatch {
 	return nil
 }
 
+func (x *ParentFrame) GetNameCheckResult() *NameCheckResult {
+	if x != nil {
+		if x, ok := x.Body.(*ParentFrame_NameCheckResult); ok {
+			return x.NameCheckResult
+		}
+	}
+	return nil
+}
+
 type isParentFrame_Body interface {
 	isParentFrame_Body()
 }
@@ -498,6 +524,10 @@ type ParentFrame_Objects struct {
 	Objects *ObjectBatch `protobuf:"bytes,4,opt,name=objects,proto3,oneof"`
 }
 
+type ParentFrame_NameCheckResult struct {
+	NameCheckResult *NameCheckResult `protobuf:"bytes,5,opt,name=name_check_result,json=nameCheckResult,proto3,oneof"`
+}
+
 func (*ParentFrame_Welcome) isParentFrame_Body() {}
 
 func (*ParentFrame_Ack) isParentFrame_Body() {}
@@ -505,6 +535,134 @@ func (*ParentFrame_Ack) isParentFrame_Body() {}
 func (*ParentFrame_Resync) isParentFrame_Body() {}
 
 func (*ParentFrame_Objects) isParentFrame_Body() {}
+
+func (*ParentFrame_NameCheckResult) isParentFrame_Body() {}
+
+// NameCheck asks, before a middle cluster admits a child, whether the name is
+// free in the whole tree; each parent checks its subtree and asks its own
+// parent in turn, up to the root.
+type NameCheck struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId uint64                 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Name      string                 `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// The joining cluster's identity: the same cluster may re-join.
+	ClusterUid    string `protobuf:"bytes,3,opt,name=cluster_uid,json=clusterUid,proto3" json:"cluster_uid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NameCheck) Reset() {
+	*x = NameCheck{}
+	mi := &file_fornax_link_v1_link_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NameCheck) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NameCheck) ProtoMessage() {}
+
+func (x *NameCheck) ProtoReflect() protoreflect.Message {
+	mi := &file_fornax_link_v1_link_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NameCheck.ProtoReflect.Descriptor instead.
+func (*NameCheck) Descriptor() ([]byte, []int) {
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *NameCheck) GetRequestId() uint64 {
+	if x != nil {
+		return x.RequestId
+	}
+	return 0
+}
+
+func (x *NameCheck) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *NameCheck) GetClusterUid() string {
+	if x != nil {
+		return x.ClusterUid
+	}
+	return ""
+}
+
+// NameCheckResult answers a NameCheck.
+type NameCheckResult struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	RequestId uint64                 `protobuf:"varint,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	Taken     bool                   `protobuf:"varint,2,opt,name=taken,proto3" json:"taken,omitempty"`
+	// Where the name is taken, for the operator.
+	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NameCheckResult) Reset() {
+	*x = NameCheckResult{}
+	mi := &file_fornax_link_v1_link_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NameCheckResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NameCheckResult) ProtoMessage() {}
+
+func (x *NameCheckResult) ProtoReflect() protoreflect.Message {
+	mi := &file_fornax_link_v1_link_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NameCheckResult.ProtoReflect.Descriptor instead.
+func (*NameCheckResult) Descriptor() ([]byte, []int) {
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *NameCheckResult) GetRequestId() uint64 {
+	if x != nil {
+		return x.RequestId
+	}
+	return 0
+}
+
+func (x *NameCheckResult) GetTaken() bool {
+	if x != nil {
+		return x.Taken
+	}
+	return false
+}
+
+func (x *NameCheckResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
 
 // Hello opens a stream: who the child is and what it already has.
 type Hello struct {
@@ -532,7 +690,7 @@ type Hello struct {
 
 func (x *Hello) Reset() {
 	*x = Hello{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[6]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -544,7 +702,7 @@ func (x *Hello) String() string {
 func (*Hello) ProtoMessage() {}
 
 func (x *Hello) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[6]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -557,7 +715,7 @@ func (x *Hello) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Hello.ProtoReflect.Descriptor instead.
 func (*Hello) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{6}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Hello) GetProtocolVersion() uint32 {
@@ -636,7 +794,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[7]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -648,7 +806,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[7]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -661,7 +819,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{7}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Welcome) GetProtocolVersion() uint32 {
@@ -724,7 +882,7 @@ type Report struct {
 
 func (x *Report) Reset() {
 	*x = Report{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[8]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -736,7 +894,7 @@ func (x *Report) String() string {
 func (*Report) ProtoMessage() {}
 
 func (x *Report) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[8]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -749,7 +907,7 @@ func (x *Report) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Report.ProtoReflect.Descriptor instead.
 func (*Report) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{8}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Report) GetSeq() uint64 {
@@ -803,7 +961,7 @@ type ClusterState struct {
 
 func (x *ClusterState) Reset() {
 	*x = ClusterState{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[9]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -815,7 +973,7 @@ func (x *ClusterState) String() string {
 func (*ClusterState) ProtoMessage() {}
 
 func (x *ClusterState) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[9]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -828,7 +986,7 @@ func (x *ClusterState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterState.ProtoReflect.Descriptor instead.
 func (*ClusterState) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{9}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ClusterState) GetName() string {
@@ -909,7 +1067,7 @@ type MissionState struct {
 
 func (x *MissionState) Reset() {
 	*x = MissionState{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[10]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -921,7 +1079,7 @@ func (x *MissionState) String() string {
 func (*MissionState) ProtoMessage() {}
 
 func (x *MissionState) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[10]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -934,7 +1092,7 @@ func (x *MissionState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MissionState.ProtoReflect.Descriptor instead.
 func (*MissionState) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{10}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MissionState) GetNamespace() string {
@@ -1009,7 +1167,7 @@ type ResourceState struct {
 
 func (x *ResourceState) Reset() {
 	*x = ResourceState{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[11]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1021,7 +1179,7 @@ func (x *ResourceState) String() string {
 func (*ResourceState) ProtoMessage() {}
 
 func (x *ResourceState) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[11]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1034,7 +1192,7 @@ func (x *ResourceState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceState.ProtoReflect.Descriptor instead.
 func (*ResourceState) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{11}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ResourceState) GetApiVersion() string {
@@ -1100,7 +1258,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[12]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1112,7 +1270,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[12]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1125,7 +1283,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{12}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ClusterSummary) GetKubernetesVersion() string {
@@ -1200,7 +1358,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[13]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1212,7 +1370,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[13]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1225,7 +1383,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{13}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Heartbeat) GetReportSeq() uint64 {
@@ -1260,7 +1418,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[14]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1272,7 +1430,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[14]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1285,7 +1443,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{14}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Ack) GetSeq() uint64 {
@@ -1305,7 +1463,7 @@ type ResyncRequest struct {
 
 func (x *ResyncRequest) Reset() {
 	*x = ResyncRequest{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[15]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1317,7 +1475,7 @@ func (x *ResyncRequest) String() string {
 func (*ResyncRequest) ProtoMessage() {}
 
 func (x *ResyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[15]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1330,7 +1488,7 @@ func (x *ResyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResyncRequest.ProtoReflect.Descriptor instead.
 func (*ResyncRequest) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{15}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ResyncRequest) GetReason() string {
@@ -1355,7 +1513,7 @@ type ObjectBatch struct {
 
 func (x *ObjectBatch) Reset() {
 	*x = ObjectBatch{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[16]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1367,7 +1525,7 @@ func (x *ObjectBatch) String() string {
 func (*ObjectBatch) ProtoMessage() {}
 
 func (x *ObjectBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[16]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1380,7 +1538,7 @@ func (x *ObjectBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectBatch.ProtoReflect.Descriptor instead.
 func (*ObjectBatch) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{16}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ObjectBatch) GetSeq() uint64 {
@@ -1422,7 +1580,7 @@ type Object struct {
 
 func (x *Object) Reset() {
 	*x = Object{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[17]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1434,7 +1592,7 @@ func (x *Object) String() string {
 func (*Object) ProtoMessage() {}
 
 func (x *Object) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[17]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1447,7 +1605,7 @@ func (x *Object) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Object.ProtoReflect.Descriptor instead.
 func (*Object) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{17}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Object) GetVersion() *ObjectVersion {
@@ -1502,7 +1660,7 @@ type ObjectVersion struct {
 
 func (x *ObjectVersion) Reset() {
 	*x = ObjectVersion{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[18]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1514,7 +1672,7 @@ func (x *ObjectVersion) String() string {
 func (*ObjectVersion) ProtoMessage() {}
 
 func (x *ObjectVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[18]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1527,7 +1685,7 @@ func (x *ObjectVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectVersion.ProtoReflect.Descriptor instead.
 func (*ObjectVersion) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{18}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ObjectVersion) GetKind() string {
@@ -1596,20 +1754,34 @@ const file_fornax_link_v1_link_proto_rawDesc = "" +
 	"\acsr_pem\x18\x01 \x01(\fR\x06csrPem\"O\n" +
 	"\rRenewResponse\x12'\n" +
 	"\x0fcertificate_pem\x18\x01 \x01(\fR\x0ecertificatePem\x12\x15\n" +
-	"\x06ca_pem\x18\x02 \x01(\fR\x05caPem\"\xd9\x01\n" +
+	"\x06ca_pem\x18\x02 \x01(\fR\x05caPem\"\x95\x02\n" +
 	"\n" +
 	"ChildFrame\x12-\n" +
 	"\x05hello\x18\x01 \x01(\v2\x15.fornax.link.v1.HelloH\x00R\x05hello\x120\n" +
 	"\x06report\x18\x02 \x01(\v2\x16.fornax.link.v1.ReportH\x00R\x06report\x129\n" +
 	"\theartbeat\x18\x03 \x01(\v2\x19.fornax.link.v1.HeartbeatH\x00R\theartbeat\x12'\n" +
-	"\x03ack\x18\x04 \x01(\v2\x13.fornax.link.v1.AckH\x00R\x03ackB\x06\n" +
-	"\x04body\"\xe5\x01\n" +
+	"\x03ack\x18\x04 \x01(\v2\x13.fornax.link.v1.AckH\x00R\x03ack\x12:\n" +
+	"\n" +
+	"name_check\x18\x05 \x01(\v2\x19.fornax.link.v1.NameCheckH\x00R\tnameCheckB\x06\n" +
+	"\x04body\"\xb4\x02\n" +
 	"\vParentFrame\x123\n" +
 	"\awelcome\x18\x01 \x01(\v2\x17.fornax.link.v1.WelcomeH\x00R\awelcome\x12'\n" +
 	"\x03ack\x18\x02 \x01(\v2\x13.fornax.link.v1.AckH\x00R\x03ack\x127\n" +
 	"\x06resync\x18\x03 \x01(\v2\x1d.fornax.link.v1.ResyncRequestH\x00R\x06resync\x127\n" +
-	"\aobjects\x18\x04 \x01(\v2\x1b.fornax.link.v1.ObjectBatchH\x00R\aobjectsB\x06\n" +
-	"\x04body\"\xc4\x02\n" +
+	"\aobjects\x18\x04 \x01(\v2\x1b.fornax.link.v1.ObjectBatchH\x00R\aobjects\x12M\n" +
+	"\x11name_check_result\x18\x05 \x01(\v2\x1f.fornax.link.v1.NameCheckResultH\x00R\x0fnameCheckResultB\x06\n" +
+	"\x04body\"_\n" +
+	"\tNameCheck\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1f\n" +
+	"\vcluster_uid\x18\x03 \x01(\tR\n" +
+	"clusterUid\"`\n" +
+	"\x0fNameCheckResult\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x14\n" +
+	"\x05taken\x18\x02 \x01(\bR\x05taken\x12\x18\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xc4\x02\n" +
 	"\x05Hello\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12#\n" +
@@ -1725,64 +1897,68 @@ func file_fornax_link_v1_link_proto_rawDescGZIP() []byte {
 	return file_fornax_link_v1_link_proto_rawDescData
 }
 
-var file_fornax_link_v1_link_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_fornax_link_v1_link_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_fornax_link_v1_link_proto_goTypes = []any{
-	(*JoinRequest)(nil),    // 0: fornax.link.v1.JoinRequest
-	(*JoinResponse)(nil),   // 1: fornax.link.v1.JoinResponse
-	(*RenewRequest)(nil),   // 2: fornax.link.v1.RenewRequest
-	(*RenewResponse)(nil),  // 3: fornax.link.v1.RenewResponse
-	(*ChildFrame)(nil),     // 4: fornax.link.v1.ChildFrame
-	(*ParentFrame)(nil),    // 5: fornax.link.v1.ParentFrame
-	(*Hello)(nil),          // 6: fornax.link.v1.Hello
-	(*Welcome)(nil),        // 7: fornax.link.v1.Welcome
-	(*Report)(nil),         // 8: fornax.link.v1.Report
-	(*ClusterState)(nil),   // 9: fornax.link.v1.ClusterState
-	(*MissionState)(nil),   // 10: fornax.link.v1.MissionState
-	(*ResourceState)(nil),  // 11: fornax.link.v1.ResourceState
-	(*ClusterSummary)(nil), // 12: fornax.link.v1.ClusterSummary
-	(*Heartbeat)(nil),      // 13: fornax.link.v1.Heartbeat
-	(*Ack)(nil),            // 14: fornax.link.v1.Ack
-	(*ResyncRequest)(nil),  // 15: fornax.link.v1.ResyncRequest
-	(*ObjectBatch)(nil),    // 16: fornax.link.v1.ObjectBatch
-	(*Object)(nil),         // 17: fornax.link.v1.Object
-	(*ObjectVersion)(nil),  // 18: fornax.link.v1.ObjectVersion
-	nil,                    // 19: fornax.link.v1.JoinRequest.LabelsEntry
-	nil,                    // 20: fornax.link.v1.ClusterState.LabelsEntry
-	nil,                    // 21: fornax.link.v1.ClusterSummary.CapacityEntry
-	nil,                    // 22: fornax.link.v1.ClusterSummary.AllocatableEntry
+	(*JoinRequest)(nil),     // 0: fornax.link.v1.JoinRequest
+	(*JoinResponse)(nil),    // 1: fornax.link.v1.JoinResponse
+	(*RenewRequest)(nil),    // 2: fornax.link.v1.RenewRequest
+	(*RenewResponse)(nil),   // 3: fornax.link.v1.RenewResponse
+	(*ChildFrame)(nil),      // 4: fornax.link.v1.ChildFrame
+	(*ParentFrame)(nil),     // 5: fornax.link.v1.ParentFrame
+	(*NameCheck)(nil),       // 6: fornax.link.v1.NameCheck
+	(*NameCheckResult)(nil), // 7: fornax.link.v1.NameCheckResult
+	(*Hello)(nil),           // 8: fornax.link.v1.Hello
+	(*Welcome)(nil),         // 9: fornax.link.v1.Welcome
+	(*Report)(nil),          // 10: fornax.link.v1.Report
+	(*ClusterState)(nil),    // 11: fornax.link.v1.ClusterState
+	(*MissionState)(nil),    // 12: fornax.link.v1.MissionState
+	(*ResourceState)(nil),   // 13: fornax.link.v1.ResourceState
+	(*ClusterSummary)(nil),  // 14: fornax.link.v1.ClusterSummary
+	(*Heartbeat)(nil),       // 15: fornax.link.v1.Heartbeat
+	(*Ack)(nil),             // 16: fornax.link.v1.Ack
+	(*ResyncRequest)(nil),   // 17: fornax.link.v1.ResyncRequest
+	(*ObjectBatch)(nil),     // 18: fornax.link.v1.ObjectBatch
+	(*Object)(nil),          // 19: fornax.link.v1.Object
+	(*ObjectVersion)(nil),   // 20: fornax.link.v1.ObjectVersion
+	nil,                     // 21: fornax.link.v1.JoinRequest.LabelsEntry
+	nil,                     // 22: fornax.link.v1.ClusterState.LabelsEntry
+	nil,                     // 23: fornax.link.v1.ClusterSummary.CapacityEntry
+	nil,                     // 24: fornax.link.v1.ClusterSummary.AllocatableEntry
 }
 var file_fornax_link_v1_link_proto_depIdxs = []int32{
-	19, // 0: fornax.link.v1.JoinRequest.labels:type_name -> fornax.link.v1.JoinRequest.LabelsEntry
-	6,  // 1: fornax.link.v1.ChildFrame.hello:type_name -> fornax.link.v1.Hello
-	8,  // 2: fornax.link.v1.ChildFrame.report:type_name -> fornax.link.v1.Report
-	13, // 3: fornax.link.v1.ChildFrame.heartbeat:type_name -> fornax.link.v1.Heartbeat
-	14, // 4: fornax.link.v1.ChildFrame.ack:type_name -> fornax.link.v1.Ack
-	7,  // 5: fornax.link.v1.ParentFrame.welcome:type_name -> fornax.link.v1.Welcome
-	14, // 6: fornax.link.v1.ParentFrame.ack:type_name -> fornax.link.v1.Ack
-	15, // 7: fornax.link.v1.ParentFrame.resync:type_name -> fornax.link.v1.ResyncRequest
-	16, // 8: fornax.link.v1.ParentFrame.objects:type_name -> fornax.link.v1.ObjectBatch
-	18, // 9: fornax.link.v1.Hello.have:type_name -> fornax.link.v1.ObjectVersion
-	9,  // 10: fornax.link.v1.Report.clusters:type_name -> fornax.link.v1.ClusterState
-	20, // 11: fornax.link.v1.ClusterState.labels:type_name -> fornax.link.v1.ClusterState.LabelsEntry
-	12, // 12: fornax.link.v1.ClusterState.summary:type_name -> fornax.link.v1.ClusterSummary
-	10, // 13: fornax.link.v1.ClusterState.missions:type_name -> fornax.link.v1.MissionState
-	11, // 14: fornax.link.v1.MissionState.resources:type_name -> fornax.link.v1.ResourceState
-	21, // 15: fornax.link.v1.ClusterSummary.capacity:type_name -> fornax.link.v1.ClusterSummary.CapacityEntry
-	22, // 16: fornax.link.v1.ClusterSummary.allocatable:type_name -> fornax.link.v1.ClusterSummary.AllocatableEntry
-	12, // 17: fornax.link.v1.Heartbeat.own:type_name -> fornax.link.v1.ClusterSummary
-	17, // 18: fornax.link.v1.ObjectBatch.objects:type_name -> fornax.link.v1.Object
-	18, // 19: fornax.link.v1.Object.version:type_name -> fornax.link.v1.ObjectVersion
-	0,  // 20: fornax.link.v1.Link.Join:input_type -> fornax.link.v1.JoinRequest
-	2,  // 21: fornax.link.v1.Link.Renew:input_type -> fornax.link.v1.RenewRequest
-	4,  // 22: fornax.link.v1.Link.Connect:input_type -> fornax.link.v1.ChildFrame
-	1,  // 23: fornax.link.v1.Link.Join:output_type -> fornax.link.v1.JoinResponse
-	3,  // 24: fornax.link.v1.Link.Renew:output_type -> fornax.link.v1.RenewResponse
-	5,  // 25: fornax.link.v1.Link.Connect:output_type -> fornax.link.v1.ParentFrame
-	23, // [23:26] is the sub-list for method output_type
-	20, // [20:23] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	21, // 0: fornax.link.v1.JoinRequest.labels:type_name -> fornax.link.v1.JoinRequest.LabelsEntry
+	8,  // 1: fornax.link.v1.ChildFrame.hello:type_name -> fornax.link.v1.Hello
+	10, // 2: fornax.link.v1.ChildFrame.report:type_name -> fornax.link.v1.Report
+	15, // 3: fornax.link.v1.ChildFrame.heartbeat:type_name -> fornax.link.v1.Heartbeat
+	16, // 4: fornax.link.v1.ChildFrame.ack:type_name -> fornax.link.v1.Ack
+	6,  // 5: fornax.link.v1.ChildFrame.name_check:type_name -> fornax.link.v1.NameCheck
+	9,  // 6: fornax.link.v1.ParentFrame.welcome:type_name -> fornax.link.v1.Welcome
+	16, // 7: fornax.link.v1.ParentFrame.ack:type_name -> fornax.link.v1.Ack
+	17, // 8: fornax.link.v1.ParentFrame.resync:type_name -> fornax.link.v1.ResyncRequest
+	18, // 9: fornax.link.v1.ParentFrame.objects:type_name -> fornax.link.v1.ObjectBatch
+	7,  // 10: fornax.link.v1.ParentFrame.name_check_result:type_name -> fornax.link.v1.NameCheckResult
+	20, // 11: fornax.link.v1.Hello.have:type_name -> fornax.link.v1.ObjectVersion
+	11, // 12: fornax.link.v1.Report.clusters:type_name -> fornax.link.v1.ClusterState
+	22, // 13: fornax.link.v1.ClusterState.labels:type_name -> fornax.link.v1.ClusterState.LabelsEntry
+	14, // 14: fornax.link.v1.ClusterState.summary:type_name -> fornax.link.v1.ClusterSummary
+	12, // 15: fornax.link.v1.ClusterState.missions:type_name -> fornax.link.v1.MissionState
+	13, // 16: fornax.link.v1.MissionState.resources:type_name -> fornax.link.v1.ResourceState
+	23, // 17: fornax.link.v1.ClusterSummary.capacity:type_name -> fornax.link.v1.ClusterSummary.CapacityEntry
+	24, // 18: fornax.link.v1.ClusterSummary.allocatable:type_name -> fornax.link.v1.ClusterSummary.AllocatableEntry
+	14, // 19: fornax.link.v1.Heartbeat.own:type_name -> fornax.link.v1.ClusterSummary
+	19, // 20: fornax.link.v1.ObjectBatch.objects:type_name -> fornax.link.v1.Object
+	20, // 21: fornax.link.v1.Object.version:type_name -> fornax.link.v1.ObjectVersion
+	0,  // 22: fornax.link.v1.Link.Join:input_type -> fornax.link.v1.JoinRequest
+	2,  // 23: fornax.link.v1.Link.Renew:input_type -> fornax.link.v1.RenewRequest
+	4,  // 24: fornax.link.v1.Link.Connect:input_type -> fornax.link.v1.ChildFrame
+	1,  // 25: fornax.link.v1.Link.Join:output_type -> fornax.link.v1.JoinResponse
+	3,  // 26: fornax.link.v1.Link.Renew:output_type -> fornax.link.v1.RenewResponse
+	5,  // 27: fornax.link.v1.Link.Connect:output_type -> fornax.link.v1.ParentFrame
+	25, // [25:28] is the sub-list for method output_type
+	22, // [22:25] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_fornax_link_v1_link_proto_init() }
@@ -1795,12 +1971,14 @@ func file_fornax_link_v1_link_proto_init() {
 		(*ChildFrame_Report)(nil),
 		(*ChildFrame_Heartbeat)(nil),
 		(*ChildFrame_Ack)(nil),
+		(*ChildFrame_NameCheck)(nil),
 	}
 	file_fornax_link_v1_link_proto_msgTypes[5].OneofWrappers = []any{
 		(*ParentFrame_Welcome)(nil),
 		(*ParentFrame_Ack)(nil),
 		(*ParentFrame_Resync)(nil),
 		(*ParentFrame_Objects)(nil),
+		(*ParentFrame_NameCheckResult)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1808,7 +1986,7 @@ func file_fornax_link_v1_link_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fornax_link_v1_link_proto_rawDesc), len(file_fornax_link_v1_link_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   23,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
