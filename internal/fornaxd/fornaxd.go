@@ -30,8 +30,8 @@ import (
 	"github.com/fornax-edge/fornax/internal/agent"
 	"github.com/fornax-edge/fornax/internal/hub"
 	"github.com/fornax-edge/fornax/internal/join"
-	"github.com/fornax-edge/fornax/internal/link/linkpb"
 	"github.com/fornax-edge/fornax/internal/link"
+	"github.com/fornax-edge/fornax/internal/link/linkpb"
 )
 
 // Version is set at build time.

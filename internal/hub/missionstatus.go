@@ -258,7 +258,7 @@ func (h *Hub) reconcileMission(ctx context.Context, req reconcile.Request) (reco
 	if fromParent(m) {
 		_, origin := h.missionSource(m)
 		relayed := metav1.Condition{Type: edgev1alpha1.MissionRelayed, Status: metav1.ConditionTrue, Reason: "RelayedOnly",
-			Message: fmt.Sprintf("created at %s; relayed to %d clusters below, not applied here", origin, len(targets)),
+			Message:            fmt.Sprintf("created at %s; relayed to %d clusters below, not applied here", origin, len(targets)),
 			ObservedGeneration: m.Generation, LastTransitionTime: metav1.NewTime(time.Now())}
 		if slices.Contains(targets, h.opts.Name) {
 			relayed.Status, relayed.Reason = metav1.ConditionFalse, "AppliedHere"
