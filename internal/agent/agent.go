@@ -93,10 +93,10 @@ type Agent struct {
 	creds atomic.Pointer[join.Credentials]
 	// credsMu serialises updates of the stored credentials.
 	credsMu sync.Mutex
-	epoch uint64
-	cert  atomic.Pointer[tls.Certificate]
-	dirty chan struct{}
-	nodes func() []*corev1.Node
+	epoch   uint64
+	cert    atomic.Pointer[tls.Certificate]
+	dirty   chan struct{}
+	nodes   func() []*corev1.Node
 
 	client  client.Client // this cluster's API, for the parent's missions
 	applier *apply.Applier
