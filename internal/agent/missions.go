@@ -235,7 +235,7 @@ func (a *Agent) reconcileMission(ctx context.Context, req reconcile.Request) (re
 	// What was applied and has not changed since needs no apply: its
 	// readiness is judged from the watch. Anything else is applied.
 	version := strconv.FormatInt(target.Generation, 10) + "/" + m.Annotations[annotationDigest]
-	res, unchanged, gone := a.unchangedSinceApply(key, version, inventory)
+	res, unchanged := a.unchangedSinceApply(key, version, inventory)
 	if !unchanged {
 		t0 := time.Now()
 		defer func() { a.log.Debug("mission applied", "mission", key, "took", time.Since(t0)) }()
@@ -249,7 +249,6 @@ func (a *Agent) reconcileMission(ctx context.Context, req reconcile.Request) (re
 	}
 	// The drift count lives on the stored mission, so it survives restarts.
 	drift, _ := strconv.ParseInt(m.Annotations[annotationDrift], 10, 64)
-	drift += int64(gone) // deleted at the edge, recreated by this apply
 	for _, r := range res.Resources {
 		if r.Drifted {
 			drift++
@@ -325,37 +324,28 @@ func (a *Agent) forgetApply(key string) {
 
 // unchangedSinceApply judges a mission from the watch when the same mission
 // version was applied and no object has changed since (a status update is
-// not a change): no API call. ok is false when an apply is needed; gone
-// counts the objects that apply left and that have since been deleted.
-func (a *Agent) unchangedSinceApply(key, version string, inventory []apply.Ref) (res apply.Result, ok bool, gone int) {
+// not a change): no API call. ok is false when an apply is needed (an object
+// edited or deleted since: the apply reverts it and counts the drift).
+func (a *Agent) unchangedSinceApply(key, version string, inventory []apply.Ref) (apply.Result, bool) {
 	a.mu.Lock()
 	rec, found := a.applied[key]
 	a.mu.Unlock()
 	if !found || rec.version != version || len(rec.versions) != len(inventory) {
-		return apply.Result{}, false, 0
+		return apply.Result{}, false
 	}
-	res.Inventory = inventory
-	ok = true
+	res := apply.Result{Inventory: inventory}
 	for _, ref := range rec.order {
 		gvr, err := a.applier.Resource(ref)
 		if err != nil {
-			return apply.Result{}, false, gone
+			return apply.Result{}, false
 		}
 		obj, seen := a.watch.get(gvr, ref.Namespace, ref.Name)
-		switch {
-		case !seen && a.watch.synced(gvr):
-			gone++
-			ok = false
-		case !seen || apply.Version(obj) != rec.versions[ref]:
-			ok = false // edited (apply counts the drift), or not watched yet
-		case ok:
-			res.Resources = append(res.Resources, apply.Judge(ref, obj))
+		if !seen || apply.Version(obj) != rec.versions[ref] {
+			return apply.Result{}, false
 		}
+		res.Resources = append(res.Resources, apply.Judge(ref, obj))
 	}
-	if !ok {
-		return apply.Result{}, false, gone
-	}
-	return res, true, 0
+	return res, true
 }
 
 // jobRunning reports whether a Job of the mission has started but not yet

@@ -95,6 +95,8 @@ type ResourceResult struct {
 	Drifted bool
 	// Version is the object's Version as applied (empty when not applied).
 	Version string
+	// recreated is true when the object did not exist before this apply.
+	recreated bool
 }
 
 // Result is the outcome of applying one mission.
@@ -182,6 +184,9 @@ func (a *Applier) Apply(ctx context.Context, m Mission, inventory []Ref) Result 
 	keep := map[Ref]bool{}
 	for _, u := range m.Resources {
 		rr := a.applyOne(ctx, m, u.DeepCopy())
+		if rr.recreated && isOwnedRef(inventory, rr.Ref) {
+			rr.Drifted = true // it had been applied, and someone deleted it
+		}
 		res.Resources = append(res.Resources, rr)
 		if rr.Err == "" || isOwnedRef(inventory, rr.Ref) {
 			keep[rr.Ref] = true
@@ -278,7 +283,7 @@ func (a *Applier) applyOne(ctx context.Context, m Mission, u *unstructured.Unstr
 	if err != nil {
 		return fail("cluster %s refused %s: %v", a.cluster, ref, apiMessage(err))
 	}
-	rr := ResourceResult{Ref: ref, Drifted: drifted(existing, applied, m.Generation), Version: Version(applied)}
+	rr := ResourceResult{Ref: ref, Drifted: drifted(existing, applied, m.Generation), Version: Version(applied), recreated: existing == nil}
 	rr.judge(applied)
 	return rr
 }

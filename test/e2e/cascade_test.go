@@ -28,7 +28,7 @@ var cascadeParents = map[string]string{"eu": "root", "us": "root", "berlin": "eu
 // joinBelow joins cluster name to parent (the root or a middle cluster) with
 // fornaxctl exactly as an operator would, and starts its fornaxd; a middle
 // cluster is also initialised as a parent and serves its own children.
-func (tr *tree) joinBelow(t *testing.T, name, parent, labels string, middle bool, addrs map[string]string) {
+func (tr *tree) joinBelow(t testing.TB, name, parent, labels string, middle bool, addrs map[string]string, extra ...string) {
 	t.Helper()
 	pcfg := tr.root.Kubeconfig
 	if parent != "root" {
@@ -45,12 +45,12 @@ func (tr *tree) joinBelow(t *testing.T, name, parent, labels string, middle bool
 	}
 	fornaxctl(t, args...)
 	if !middle {
-		tr.startAgent(t, name)
+		tr.startAgent(t, name, extra...)
 		return
 	}
 	addrs[name] = freeAddr(t)
 	fornaxctl(t, "init", "--kubeconfig", tr.edges[name].Kubeconfig, "--cluster-name", name, "--endpoint", addrs[name])
-	tr.startAgent(t, name, "--listen", addrs[name])
+	tr.startAgent(t, name, append([]string{"--listen", addrs[name]}, extra...)...)
 	waitFor(t, 30*time.Second, name+"'s hub to listen", func(ctx context.Context) (bool, error) {
 		var dl net.Dialer
 		conn, err := dl.DialContext(ctx, "tcp", addrs[name])

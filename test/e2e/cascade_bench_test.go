@@ -1,0 +1,150 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
+	"github.com/fornax-edge/fornax/internal/localcluster"
+)
+
+// BenchmarkCascadeDelivery runs a chain root → d1 → d2 → d3 (d1 and d2 middle
+// clusters; API servers without nodes: a ConfigMap mission needs none) and
+// measures, for each report interval (1 s, 10 s, the same at every level):
+//   - delivery: 60 missions, one every 150 ms, each naming one cluster in
+//     turn (d1, d2, d3); time from the Create call at the root to the
+//     ConfigMap in that cluster (a watch there), p50/p99 per depth;
+//   - status from depth 3: the ConfigMap deleted at d3 (the agent recreates
+//     it and counts the drift) → the root's Mission shows the new count; 10
+//     times.
+//
+// Run with -benchtime=1x.
+func BenchmarkCascadeDelivery(b *testing.B) {
+	for _, interval := range []string{"1s", "10s"} {
+		b.Run("interval-"+interval, func(b *testing.B) {
+			chain := []string{"d1", "d2", "d3"}
+			tr := newTree(b, nil, localcluster.Options{Name: "root"}, localcluster.Options{Name: "d1"},
+				localcluster.Options{Name: "d2"}, localcluster.Options{Name: "d3"})
+			addrs := map[string]string{}
+			parent := "root"
+			for i, name := range chain {
+				tr.joinBelow(b, name, parent, "", i < len(chain)-1, addrs, "--report-interval", interval)
+				parent = name
+			}
+			ctx := context.Background()
+			for _, c := range append([]*localcluster.Cluster{tr.root}, tr.edges["d1"], tr.edges["d2"], tr.edges["d3"]) {
+				if _, err := c.Client().CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bench"}}, metav1.CreateOptions{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			waitFor(b, 2*time.Minute, "d3 known at the root", func(ctx context.Context) (bool, error) {
+				ec, err := tr.ec(b, ctx, "d3")
+				return err == nil && ec.Status.Depth == 3, nil
+			})
+			for b.Loop() {
+				benchCascade(b, tr, chain)
+			}
+		})
+	}
+}
+
+func benchCascade(b *testing.B, tr *tree, chain []string) {
+	const missions, spacing = 60, 150 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var mu sync.Mutex
+	seen := map[string]time.Time{}
+	for _, name := range chain {
+		w, err := tr.edges[name].Client().CoreV1().ConfigMaps("bench").Watch(ctx, metav1.ListOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		go func() {
+			defer w.Stop()
+			for ev := range w.ResultChan() {
+				if cm, ok := ev.Object.(*corev1.ConfigMap); ok && ev.Type == watch.Added {
+					mu.Lock()
+					if _, ok := seen[name+"/"+cm.Name]; !ok {
+						seen[name+"/"+cm.Name] = time.Now()
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	run := time.Now().UnixNano()
+	created := map[string]time.Time{}
+	target := map[string]string{}
+	for i := range missions {
+		name := fmt.Sprintf("m-%d-%02d", run%100000, i)
+		to := chain[i%len(chain)]
+		m := &edgev1alpha1.Mission{ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: name},
+			Spec: edgev1alpha1.MissionSpec{Placement: edgev1alpha1.Placement{Clusters: []string{to}},
+				Resources: []runtime.RawExtension{raw(b, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: "+name+"}\ndata: {a: b}")}}}
+		created[name], target[name] = time.Now(), to
+		if err := tr.rootCli.Create(ctx, m); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(spacing) // the load's shape: one mission every 150 ms
+	}
+	waitFor(b, 2*time.Minute, "every mission delivered", func(context.Context) (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) == missions, nil
+	})
+	perDepth := map[string][]time.Duration{}
+	mu.Lock()
+	for name, to := range target {
+		perDepth[to] = append(perDepth[to], seen[to+"/"+name].Sub(created[name]))
+	}
+	mu.Unlock()
+
+	// Status from depth 3: a drift at d3 reaches the root's Mission.
+	var probe string
+	for name, to := range target {
+		if to == "d3" {
+			probe = name
+			break
+		}
+	}
+	key := client.ObjectKey{Namespace: "bench", Name: probe}
+	waitFor(b, time.Minute, probe+" Ready at the root", func(ctx context.Context) (bool, error) {
+		got := &edgev1alpha1.Mission{}
+		return tr.rootCli.Get(ctx, key, got) == nil && got.Status.Summary.Ready == 1, nil
+	})
+	var status []time.Duration
+	for i := range 10 {
+		if err := tr.edges["d3"].Client().CoreV1().ConfigMaps("bench").Delete(ctx, probe, metav1.DeleteOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		began := time.Now()
+		waitFor(b, time.Minute, "the drift counted at the root", func(ctx context.Context) (bool, error) {
+			got := &edgev1alpha1.Mission{}
+			if err := tr.rootCli.Get(ctx, key, got); err != nil || len(got.Status.Clusters) != 1 {
+				return false, err
+			}
+			return got.Status.Clusters[0].DriftCorrections >= int64(i+1), nil
+		})
+		status = append(status, time.Since(began))
+	}
+
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	for i, name := range chain {
+		b.ReportMetric(ms(percentile(perDepth[name], 0.5)), fmt.Sprintf("delivery-depth%d-p50-ms", i+1))
+		b.ReportMetric(ms(percentile(perDepth[name], 0.99)), fmt.Sprintf("delivery-depth%d-p99-ms", i+1))
+	}
+	b.ReportMetric(ms(percentile(status, 0.5)), "status-depth3-p50-ms")
+	b.ReportMetric(ms(percentile(status, 0.99)), "status-depth3-p99-ms")
+	b.Logf("delivery p50/p99: depth 1 %s/%s, depth 2 %s/%s, depth 3 %s/%s; status depth 3 → root p50 %s p99 %s",
+		percentile(perDepth["d1"], 0.5), percentile(perDepth["d1"], 0.99), percentile(perDepth["d2"], 0.5), percentile(perDepth["d2"], 0.99),
+		percentile(perDepth["d3"], 0.5), percentile(perDepth["d3"], 0.99), percentile(status, 0.5), percentile(status, 0.99))
+}
