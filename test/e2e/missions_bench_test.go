@@ -168,7 +168,14 @@ func benchDelivery(b *testing.B, tr *tree, edges []string, pods bool) {
 		mu.Unlock()
 
 		// Steady state: nothing changes; count the writes.
-		time.Sleep(5 * time.Second) // let the last reports settle before the window
+		// Let the last reports settle: no write at the root for a whole second.
+		last, quietSince := apiWrites(b, tr.root), time.Now()
+		waitFor(b, time.Minute, "the root's API writes to settle", func(context.Context) (bool, error) {
+			if w := apiWrites(b, tr.root); w != last {
+				last, quietSince = w, time.Now()
+			}
+			return time.Since(quietSince) >= time.Second, nil
+		})
 		root0, edge0 := apiWrites(b, tr.root), apiWrites(b, tr.edges["e1"])
 		const window = 30 * time.Second
 		time.Sleep(window) // the measurement window
