@@ -280,6 +280,8 @@ func (a *Agent) dial() (*grpc.ClientConn, error) {
 		grpc.WithTransportCredentials(credentials.NewTLS(cfg)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: a.opts.KeepaliveTime, Timeout: a.opts.KeepaliveTimeout, PermitWithoutStream: true}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(link.MaxFrameBytes)),
+		grpc.WithContextDialer(link.MeteredDialer(link.RoleChild)),
+		grpc.WithStatsHandler(link.StatsHandler(link.RoleChild)),
 	)
 }
 

@@ -2,6 +2,7 @@ package fornaxctl
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -79,15 +80,32 @@ func newInitCommand() *cobra.Command {
 		Short: "Prepare this cluster to be a Fornax parent (CRDs, hub CA)",
 		Long: `init installs Fornax's CRDs and admission policy, and creates the hub CA (Secret
 fornax-system/fornax-hub-ca) unless it exists: an existing CA is kept, so running
-init again never cuts off joined children. Then start fornaxd with --listen.`,
-		Example: `  fornaxctl init --kubeconfig root.kubeconfig --cluster-name root --endpoint hub.example.com:7443`,
-		Args:    cobra.NoArgs,
+init again never cuts off joined children. Then start fornaxd with --listen.
+
+On a cluster that has already joined a parent (a middle cluster of the tree),
+the cluster name defaults to the name it joined with.`,
+		Example: `  # the root
+  fornaxctl init --kubeconfig root.kubeconfig --cluster-name root --endpoint hub.example.com:7443
+
+  # a middle cluster, after 'fornaxctl join --name eu ...'
+  fornaxctl init --kubeconfig eu.kubeconfig --endpoint eu.example.com:7443`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			out := cmd.OutOrStdout()
 			cfg, kube, _, err := f.clients()
 			if err != nil {
 				return err
+			}
+			creds, err := join.Load(ctx, kube, f.namespace)
+			switch {
+			case errors.Is(err, join.ErrNotJoined):
+			case err != nil:
+				return err
+			case !cmd.Flags().Changed("cluster-name"):
+				name = creds.Cluster
+			case name != creds.Cluster:
+				return fmt.Errorf("this cluster joined %s as %q: a middle cluster keeps the name it joined with; drop --cluster-name or pass %q", creds.ParentAddress, creds.Cluster, creds.Cluster)
 			}
 			fmt.Fprintln(out, "Installing Fornax's CRDs and admission policy")
 			if err := install.API(ctx, cfg); err != nil {
@@ -115,7 +133,7 @@ init again never cuts off joined children. Then start fornaxd with --listen.`,
 	}
 	f.add(cmd)
 	cmd.Flags().StringVar(&endpoint, "endpoint", "", "host:port where children reach this cluster's fornaxd (printed in join commands)")
-	cmd.Flags().StringVar(&name, "cluster-name", "root", "this cluster's name in the tree")
+	cmd.Flags().StringVar(&name, "cluster-name", "root", "this cluster's name in the tree (default: the name it joined with, else root)")
 	return cmd
 }
 

@@ -229,7 +229,7 @@ func (h *Hub) ServeListener(ctx context.Context, lis net.Listener) error {
 	srv := h.GRPCServer(pool)
 	h.log.Info("serving the link", "address", lis.Addr().String(), "caHash", certs.Hash(h.ca.Cert))
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(lis) }()
+	go func() { errc <- srv.Serve(link.MeteredListener(lis, link.RoleParent)) }()
 	select {
 	case <-ctx.Done():
 		stopped := make(chan struct{})
@@ -257,6 +257,7 @@ func (h *Hub) GRPCServer(clientCAs *x509.CertPool) *grpc.Server {
 		grpc.MaxRecvMsgSize(link.MaxFrameBytes),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: h.opts.KeepaliveTime, Timeout: h.opts.KeepaliveTimeout}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: h.opts.KeepaliveTime / 2, PermitWithoutStream: true}),
+		grpc.StatsHandler(link.StatsHandler(link.RoleParent)),
 	)
 	linkpb.RegisterLinkServer(srv, &server{hub: h})
 	return srv

@@ -61,6 +61,15 @@ type Options struct {
 	BinDir string
 	// Host is the address every component binds to; default 127.0.0.1.
 	Host string
+	// NetNS runs every process of the cluster in this network namespace (a
+	// path for nsenter --net, e.g. a netlab site's); Host is then an address
+	// of that namespace.
+	NetNS string
+	// Dial opens the harness's own connections to the cluster (health
+	// checks, Client, RESTConfig); nil dials from this process's namespace.
+	// With NetNS, a dialer into that namespace keeps the cluster reachable
+	// while its uplink is cut.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// ControlPlane starts kube-controller-manager and kube-scheduler. It is
 	// implied by NodeGroups.
 	ControlPlane bool
@@ -255,7 +264,7 @@ func start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 	if c.pki, err = newPKI(filepath.Join(opts.Dir, "pki"), opts.Name, []string{opts.Host}); err != nil {
 		return nil, err
 	}
-	p, err := ports.getN(opts.Host, 3)
+	p, err := ports.getN(opts.portHost(), 3)
 	if err != nil {
 		return nil, err
 	}
@@ -342,7 +351,7 @@ func (c *Cluster) startDatastore(ctx context.Context, port, peerPort int) (strin
 			"--metrics-bind-address", "0", // default :8080 would clash between clusters
 			"--endpoint", "sqlite://"+filepath.Join(dbDir, "state.db")+"?_journal_mode=WAL&_busy_timeout=30000&cache=shared",
 		)
-		check = func(ctx context.Context) error { return dialOnce(ctx, hostPort(host, port)) }
+		check = func(ctx context.Context) error { return c.dialOnce(ctx, hostPort(host, port)) }
 	} else {
 		p, err = c.run("etcd", BinEtcd,
 			"--name", c.Name,
@@ -355,7 +364,7 @@ func (c *Cluster) startDatastore(ctx context.Context, port, peerPort int) (strin
 			"--unsafe-no-fsync", // test and demo data; fsync costs seconds on a shared disk
 			"--log-level", "warn",
 		)
-		check = func(ctx context.Context) error { return httpGetOK(ctx, http.DefaultClient, url+"/health") }
+		check = func(ctx context.Context) error { return httpGetOK(ctx, c.httpClient(false), url+"/health") }
 	}
 	if err != nil {
 		return "", err
@@ -400,6 +409,7 @@ func (c *Cluster) startAPIServer(ctx context.Context, storeURL string) error {
 	if c.rest, err = clientcmd.BuildConfigFromFlags("", c.Kubeconfig); err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
+	c.rest.Dial = c.opts.Dial
 	if c.client, err = kubernetes.NewForConfig(c.rest); err != nil {
 		return fmt.Errorf("creating client: %w", err)
 	}
@@ -418,7 +428,7 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	port, err := ports.get(c.opts.Host)
+	port, err := ports.get(c.opts.portHost())
 	if err != nil {
 		return err
 	}
@@ -442,7 +452,7 @@ func (c *Cluster) startControllerManager(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := c.waitReady(ctx, p, healthz(hostPort(c.opts.Host, port))); err != nil {
+	if err := c.waitReady(ctx, p, c.healthz(hostPort(c.opts.Host, port))); err != nil {
 		return err
 	}
 	// Pods cannot be created before the service-account controller has made
@@ -458,7 +468,7 @@ func (c *Cluster) startScheduler(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	port, err := ports.get(c.opts.Host)
+	port, err := ports.get(c.opts.portHost())
 	if err != nil {
 		return err
 	}
@@ -472,7 +482,7 @@ func (c *Cluster) startScheduler(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return c.waitReady(ctx, p, healthz(hostPort(c.opts.Host, port)))
+	return c.waitReady(ctx, p, c.healthz(hostPort(c.opts.Host, port)))
 }
 
 // componentKubeconfig issues a client certificate for a control-plane
@@ -595,9 +605,25 @@ func (c *Cluster) Components() map[string]int {
 	return out
 }
 
-func dialOnce(ctx context.Context, addr string) error {
+// portHost is where free ports are looked for: a fresh namespace has every
+// port free, and its address cannot be bound from here.
+func (o *Options) portHost() string {
+	if o.NetNS != "" {
+		return "127.0.0.1"
+	}
+	return o.Host
+}
+
+func (c *Cluster) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if c.opts.Dial != nil {
+		return c.opts.Dial(ctx, network, addr)
+	}
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	return d.DialContext(ctx, network, addr)
+}
+
+func (c *Cluster) dialOnce(ctx context.Context, addr string) error {
+	conn, err := c.dial(ctx, "tcp", addr)
 	if err != nil {
 		return err
 	}
@@ -621,15 +647,20 @@ func httpGetOK(ctx context.Context, client *http.Client, url string) error {
 	return nil
 }
 
-// selfSignedClient talks to components that serve a self-signed certificate
-// on loopback; only their health endpoints are read through it.
-var selfSignedClient = &http.Client{Transport: &http.Transport{
-	TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // loopback health checks of components we started
-}}
+// httpClient reads the components' health endpoints; selfSigned trusts
+// components that serve a self-signed certificate (only their health
+// endpoints are read through it).
+func (c *Cluster) httpClient(selfSigned bool) *http.Client {
+	t := &http.Transport{DialContext: c.dial, DisableKeepAlives: true}
+	if selfSigned {
+		t.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // health checks of components we started
+	}
+	return &http.Client{Transport: t}
+}
 
-func healthz(addr string) func(context.Context) error {
+func (c *Cluster) healthz(addr string) func(context.Context) error {
 	return func(ctx context.Context) error {
-		return httpGetOK(ctx, selfSignedClient, "https://"+addr+"/healthz")
+		return httpGetOK(ctx, c.httpClient(true), "https://"+addr+"/healthz")
 	}
 }
 
@@ -683,7 +714,7 @@ type Daemon struct {
 // <Dir>/logs/<name>.log.
 func (c *Cluster) Run(name, path string, args ...string) (*Daemon, error) {
 	p, err := startProcess(processSpec{
-		name: name, path: path, args: args, dir: c.Dir, logDir: filepath.Join(c.Dir, "logs"),
+		name: name, path: path, args: args, netns: c.opts.NetNS, dir: c.Dir, logDir: filepath.Join(c.Dir, "logs"),
 		owner: owner(c.opts.Detached), detached: c.opts.Detached,
 	})
 	if err != nil {

@@ -41,6 +41,7 @@ type processSpec struct {
 	name     string   // component name, used for the log file and messages
 	path     string   // binary
 	args     []string // arguments
+	netns    string   // network namespace to run in (nsenter --net), or ""
 	dir      string   // cluster directory (marks the process)
 	logDir   string
 	owner    int  // pid of the harness user that owns the process (0: none)
@@ -59,6 +60,9 @@ func startProcess(spec processSpec) (*process, error) {
 	defer logFile.Close() // the child keeps its own descriptor
 
 	cmd := exec.Command(spec.path, spec.args...)
+	if spec.netns != "" {
+		cmd = exec.Command("nsenter", append([]string{"--net=" + spec.netns, "--", spec.path}, spec.args...)...)
+	}
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.Dir = spec.dir

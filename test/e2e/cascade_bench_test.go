@@ -25,7 +25,12 @@ import (
 //     ConfigMap in that cluster (a watch there), p50/p99 per depth;
 //   - status from depth 3: the ConfigMap deleted at d3 (the agent recreates
 //     it and counts the drift) → the root's Mission shows the new count; 10
-//     times.
+//     times;
+//   - bytes on each link (wire bytes counted by each agent: TLS, HTTP/2 and
+//     keepalives included): an idle window of 20 s gives the idle rate and
+//     the bytes per heartbeat; the delivery phase, less the idle rate, over the
+//     missions that crossed the link (60 at d1, 40 at d2, 20 at d3: a middle
+//     relays its subtree's), gives bytes per mission down and up.
 //
 // Run with -benchtime=1x.
 func BenchmarkCascadeDelivery(b *testing.B) {
@@ -34,10 +39,12 @@ func BenchmarkCascadeDelivery(b *testing.B) {
 			chain := []string{"d1", "d2", "d3"}
 			tr := newTree(b, nil, localcluster.Options{Name: "root"}, localcluster.Options{Name: "d1"},
 				localcluster.Options{Name: "d2"}, localcluster.Options{Name: "d3"})
-			addrs := map[string]string{}
+			addrs, metrics := map[string]string{}, map[string]string{}
 			parent := "root"
 			for i, name := range chain {
-				tr.joinBelow(b, name, parent, "", i < len(chain)-1, addrs, "--report-interval", interval)
+				m := freeAddr(b)
+				metrics[name] = "http://" + m + "/metrics"
+				tr.joinBelow(b, name, parent, "", i < len(chain)-1, addrs, "--report-interval", interval, "--metrics-bind-address", m)
 				parent = name
 			}
 			ctx := context.Background()
@@ -51,16 +58,32 @@ func BenchmarkCascadeDelivery(b *testing.B) {
 				return err == nil && ec.Status.Depth == 3, nil
 			})
 			for b.Loop() {
-				benchCascade(b, tr, chain)
+				benchCascade(b, tr, chain, metrics)
 			}
 		})
 	}
 }
 
-func benchCascade(b *testing.B, tr *tree, chain []string) {
-	const missions, spacing = 60, 150 * time.Millisecond
+func benchCascade(b *testing.B, tr *tree, chain []string, metrics map[string]string) {
+	const missions, spacing, idleWindow = 60, 150 * time.Millisecond, 20 * time.Second
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+
+	// Idle: the links' own traffic (heartbeats, keepalives).
+	readAll := func() map[string]linkCounters {
+		out := map[string]linkCounters{}
+		for _, name := range chain {
+			out[name] = readLink(b, metrics[name])
+		}
+		return out
+	}
+	idle0 := readAll()
+	time.Sleep(idleWindow) // the measurement window: nothing happens on purpose
+	idle := map[string]linkCounters{}
+	for name, c := range readAll() {
+		idle[name] = c.minus(idle0[name])
+	}
+	phase0, phaseBegan := readAll(), time.Now()
 	var mu sync.Mutex
 	seen := map[string]time.Time{}
 	for _, name := range chain {
@@ -101,6 +124,24 @@ func benchCascade(b *testing.B, tr *tree, chain []string) {
 		defer mu.Unlock()
 		return len(seen) == missions, nil
 	})
+	waitFor(b, 2*time.Minute, "every mission Ready at the root", func(ctx context.Context) (bool, error) {
+		var l edgev1alpha1.MissionList
+		if err := tr.rootCli.List(ctx, &l, client.InNamespace("bench")); err != nil {
+			return false, err
+		}
+		ready := 0
+		for _, m := range l.Items {
+			if _, ok := target[m.Name]; ok && m.Status.Summary.Ready == 1 {
+				ready++
+			}
+		}
+		return ready == missions, nil
+	})
+	phaseLen := time.Since(phaseBegan)
+	phase := map[string]linkCounters{}
+	for name, c := range readAll() {
+		phase[name] = c.minus(phase0[name])
+	}
 	perDepth := map[string][]time.Duration{}
 	mu.Lock()
 	for name, to := range target {
@@ -141,6 +182,21 @@ func benchCascade(b *testing.B, tr *tree, chain []string) {
 	for i, name := range chain {
 		b.ReportMetric(ms(percentile(perDepth[name], 0.5)), fmt.Sprintf("delivery-depth%d-p50-ms", i+1))
 		b.ReportMetric(ms(percentile(perDepth[name], 0.99)), fmt.Sprintf("delivery-depth%d-p99-ms", i+1))
+	}
+	for i, name := range chain {
+		crossing := float64(missions - i*missions/len(chain)) // d1 carries all, d3 its own
+		rate := func(v float64) float64 { return v / idleWindow.Seconds() }
+		down := (phase[name].down - rate(idle[name].down)*phaseLen.Seconds()) / crossing
+		up := (phase[name].up - rate(idle[name].up)*phaseLen.Seconds()) / crossing
+		b.ReportMetric(down, fmt.Sprintf("link%d-down-bytes/mission", i+1))
+		b.ReportMetric(up, fmt.Sprintf("link%d-up-bytes/mission", i+1))
+		b.ReportMetric(rate(idle[name].down+idle[name].up)*8/1000, fmt.Sprintf("link%d-idle-kbit/s", i+1))
+		if idle[name].heartbeats > 0 {
+			b.ReportMetric(idle[name].hbBytes/idle[name].heartbeats, fmt.Sprintf("link%d-bytes/heartbeat", i+1))
+		}
+		b.Logf("link %s: %.0f missions crossed; per mission %.0f B down, %.0f B up (object frames %.0f B each); idle %.0f B/s down, %.0f B/s up; %.0f heartbeats of %.0f B",
+			name, crossing, down, up, phase[name].objectBytes/max(1, phase[name].objects), rate(idle[name].down), rate(idle[name].up),
+			idle[name].heartbeats, idle[name].hbBytes/max(1, idle[name].heartbeats))
 	}
 	b.ReportMetric(ms(percentile(status, 0.5)), "status-depth3-p50-ms")
 	b.ReportMetric(ms(percentile(status, 0.99)), "status-depth3-p99-ms")

@@ -49,7 +49,10 @@ func (tr *tree) joinBelow(t testing.TB, name, parent, labels string, middle bool
 		return
 	}
 	addrs[name] = freeAddr(t)
-	fornaxctl(t, "init", "--kubeconfig", tr.edges[name].Kubeconfig, "--cluster-name", name, "--endpoint", addrs[name])
+	// init on a joined cluster takes the name it joined with.
+	if out := fornaxctl(t, "init", "--kubeconfig", tr.edges[name].Kubeconfig, "--endpoint", addrs[name]); !strings.Contains(out, "--cluster-name "+name+" ") {
+		t.Fatalf("init at %s did not default to the joined name:\n%s", name, out)
+	}
 	tr.startAgent(t, name, append([]string{"--listen", addrs[name]}, extra...)...)
 	waitFor(t, 30*time.Second, name+"'s hub to listen", func(ctx context.Context) (bool, error) {
 		var dl net.Dialer
@@ -58,6 +61,12 @@ func (tr *tree) joinBelow(t testing.TB, name, parent, labels string, middle bool
 			return false, nil
 		}
 		return true, conn.Close()
+	})
+	// Its children's joins ask up the tree whether their names are free: wait
+	// for its uplink.
+	waitFor(t, 60*time.Second, name+" Connected at the root", func(ctx context.Context) (bool, error) {
+		ec, err := tr.ec(t, ctx, name)
+		return err == nil && condStatus(ec, edgev1alpha1.EdgeClusterConnected) == metav1.ConditionTrue, nil
 	})
 }
 
@@ -131,6 +140,12 @@ func TestCascade(t *testing.T) {
 		if err == nil || !strings.Contains(stdout+stderr, "taken by cluster "+where) {
 			t.Errorf("joining berlin as %q: %v\n%s%s", name, err, stdout, stderr)
 		}
+	}
+
+	// A middle cluster keeps the name it joined with.
+	if stdout, stderr, err := fornaxctlErr(t, "init", "--kubeconfig", tr.edges["eu"].Kubeconfig, "--cluster-name", "europe"); err == nil ||
+		!strings.Contains(stderr, `joined`) || !strings.Contains(stderr, `as "eu"`) {
+		t.Errorf("init --cluster-name europe at eu: %v\n%s%s", err, stdout, stderr)
 	}
 
 	// Missions from the root land exactly where selected, at any depth.

@@ -1,0 +1,417 @@
+// Package netlab builds the network of a partition test: a "WAN" bridge in
+// the host's network namespace and one network namespace per site, each
+// joined to the bridge by a veth pair. Everything a site runs (its API
+// server, datastore, controllers, kwok, fornaxd) runs in the site's
+// namespace, so cutting the site's uplink cuts all of its traffic with the
+// rest of the tree, as a pulled cable would.
+//
+// A cut sets the bridge end of the site's veth down: the site loses carrier,
+// packets in both directions are dropped, TCP connections stall until their
+// keepalives give up. Shape puts a token bucket filter on both ends (this
+// kernel has no netem). The test process itself reaches a site through
+// Site.DialContext, which opens sockets inside the site's namespace, so it
+// can watch a site while its uplink is cut.
+//
+// Building the network needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN); Check
+// says why it cannot run otherwise.
+package netlab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+// Check returns an error saying why a WAN cannot be built here, or nil.
+func Check() error {
+	if os.Geteuid() != 0 {
+		return errors.New("building network namespaces, veths and bridges needs root (CI runs as root)")
+	}
+	if _, err := os.Stat("/proc/self/ns/net"); err != nil {
+		return fmt.Errorf("this kernel has no network namespaces: %w", err)
+	}
+	return nil
+}
+
+// WAN is a bridge with sites attached.
+type WAN struct {
+	prefix string
+	subnet *net.IPNet
+	bridge netlink.Link
+
+	mu    sync.Mutex
+	sites []*Site
+}
+
+// Site is a network namespace attached to the WAN.
+type Site struct {
+	// Name is the site's name (the cluster's).
+	Name string
+	// IP is the site's address on the WAN.
+	IP net.IP
+
+	wan      *WAN
+	nsName   string
+	ns       netns.NsHandle
+	hostVeth string // the bridge end, in the host's namespace
+	siteVeth string // the site's end, in the site's namespace
+}
+
+// New builds a bridge named after prefix (at most 8 characters, unique on
+// the machine: e.g. "fx" and four hex digits) with the host at .1 of a /24
+// chosen among 10.200.0.0/16–10.249.0.0/16 that no interface uses yet.
+func New(prefix string) (*WAN, error) {
+	if err := Check(); err != nil {
+		return nil, err
+	}
+	if len(prefix) == 0 || len(prefix) > 8 {
+		return nil, fmt.Errorf("netlab: prefix %q must have 1 to 8 characters (interface names are limited to 15)", prefix)
+	}
+	subnet, err := freeSubnet(prefix)
+	if err != nil {
+		return nil, err
+	}
+	w := &WAN{prefix: prefix, subnet: subnet}
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: prefix + "-wan", MTU: 1500}}
+	if err := netlink.LinkAdd(br); err != nil {
+		return nil, fmt.Errorf("netlab: creating bridge %s: %w", br.Name, err)
+	}
+	w.bridge = br
+	hostIP := &net.IPNet{IP: nthIP(subnet, 1), Mask: subnet.Mask}
+	if err := netlink.AddrAdd(br, &netlink.Addr{IPNet: hostIP}); err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("netlab: addressing bridge %s: %w", br.Name, err)
+	}
+	if err := netlink.LinkSetUp(br); err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("netlab: setting bridge %s up: %w", br.Name, err)
+	}
+	return w, nil
+}
+
+// NewForProcess builds a WAN whose names carry this process's id ("fx" and
+// the pid in hex), after removing what dead processes left under that scheme
+// (namespaces and bridges of a test binary that was killed).
+func NewForProcess() (*WAN, error) {
+	if err := Check(); err != nil {
+		return nil, err
+	}
+	sweep()
+	return New(fmt.Sprintf("fx%x", os.Getpid()))
+}
+
+// sweep removes the namespaces and bridges of dead processes.
+func sweep() {
+	dead := func(prefix string) bool {
+		pid, err := strconv.ParseInt(strings.TrimPrefix(prefix, "fx"), 16, 32)
+		if err != nil || !strings.HasPrefix(prefix, "fx") {
+			return false
+		}
+		return syscall.Kill(int(pid), 0) == syscall.ESRCH
+	}
+	if entries, err := os.ReadDir("/var/run/netns"); err == nil {
+		for _, e := range entries {
+			if prefix, _, ok := strings.Cut(e.Name(), "-"); ok && dead(prefix) {
+				_ = netns.DeleteNamed(e.Name())
+			}
+		}
+	}
+	links, _ := netlink.LinkList()
+	for _, l := range links {
+		if prefix, _, ok := strings.Cut(l.Attrs().Name, "-"); ok && dead(prefix) {
+			_ = netlink.LinkDel(l)
+		}
+	}
+}
+
+// freeSubnet picks a /24 no address on this host falls in, starting from one
+// derived from the prefix so that parallel test binaries rarely collide.
+func freeSubnet(prefix string) (*net.IPNet, error) {
+	addrs, err := netlink.AddrList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, fmt.Errorf("netlab: listing addresses: %w", err)
+	}
+	var h uint32 = 2166136261
+	for _, c := range []byte(prefix) {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	for i := range uint32(50 * 256) {
+		n := (h + i) % (50 * 256)
+		subnet := &net.IPNet{IP: net.IPv4(10, byte(200+n/256), byte(n%256), 0).To4(), Mask: net.CIDRMask(24, 32)}
+		used := false
+		for _, a := range addrs {
+			if subnet.Contains(a.IP) {
+				used = true
+				break
+			}
+		}
+		if !used {
+			return subnet, nil
+		}
+	}
+	return nil, errors.New("netlab: every /24 of 10.200.0.0–10.249.255.0 is in use on this host")
+}
+
+func nthIP(subnet *net.IPNet, n int) net.IP {
+	ip := make(net.IP, 4)
+	copy(ip, subnet.IP.To4())
+	ip[3] = byte(n)
+	return ip
+}
+
+// HostIP is the host's address on the WAN.
+func (w *WAN) HostIP() net.IP { return nthIP(w.subnet, 1) }
+
+// AddSite creates a network namespace for a site and attaches it to the
+// bridge; its address is the next free one of the WAN's /24.
+func (w *WAN) AddSite(name string) (*Site, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	i := len(w.sites)
+	if i > 200 {
+		return nil, errors.New("netlab: at most 200 sites per WAN")
+	}
+	s := &Site{
+		Name: name, IP: nthIP(w.subnet, 10+i), wan: w,
+		nsName:   fmt.Sprintf("%s-%s", w.prefix, name),
+		hostVeth: fmt.Sprintf("%s-h%d", w.prefix, i),
+		siteVeth: fmt.Sprintf("%s-s%d", w.prefix, i),
+	}
+	if err := s.create(); err != nil {
+		s.destroy()
+		return nil, fmt.Errorf("netlab: site %s: %w", name, err)
+	}
+	w.sites = append(w.sites, s)
+	return s, nil
+}
+
+func (s *Site) create() error {
+	ns, err := newNamedNS(s.nsName)
+	if err != nil {
+		return fmt.Errorf("creating network namespace %s: %w", s.nsName, err)
+	}
+	s.ns = ns
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: s.hostVeth, MTU: 1500, MasterIndex: s.wan.bridge.Attrs().Index}, PeerName: s.siteVeth}
+	if err := netlink.LinkAdd(veth); err != nil {
+		return fmt.Errorf("creating veth %s: %w", s.hostVeth, err)
+	}
+	peer, err := netlink.LinkByName(s.siteVeth)
+	if err != nil {
+		return fmt.Errorf("finding veth %s: %w", s.siteVeth, err)
+	}
+	if err := netlink.LinkSetNsFd(peer, int(ns)); err != nil {
+		return fmt.Errorf("moving veth %s into %s: %w", s.siteVeth, s.nsName, err)
+	}
+	if err := netlink.LinkSetUp(veth); err != nil {
+		return fmt.Errorf("setting %s up: %w", s.hostVeth, err)
+	}
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("opening netlink in %s: %w", s.nsName, err)
+	}
+	defer h.Close()
+	for _, name := range []string{"lo", s.siteVeth} {
+		l, err := h.LinkByName(name)
+		if err != nil {
+			return fmt.Errorf("finding %s in %s: %w", name, s.nsName, err)
+		}
+		if name == s.siteVeth {
+			addr := &netlink.Addr{IPNet: &net.IPNet{IP: s.IP, Mask: s.wan.subnet.Mask}}
+			if err := h.AddrAdd(l, addr); err != nil {
+				return fmt.Errorf("addressing %s: %w", name, err)
+			}
+		}
+		if err := h.LinkSetUp(l); err != nil {
+			return fmt.Errorf("setting %s up in %s: %w", name, s.nsName, err)
+		}
+	}
+	return nil
+}
+
+// newNamedNS creates a named network namespace (under /var/run/netns, where
+// nsenter and ip netns find it) without moving the caller's thread into it.
+func newNamedNS(name string) (netns.NsHandle, error) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return netns.None(), err
+	}
+	defer func() { _ = orig.Close() }()
+	ns, err := netns.NewNamed(name)
+	if err != nil {
+		return netns.None(), err
+	}
+	if err := netns.Set(orig); err != nil {
+		// This thread is stuck in the new namespace: keep it locked, so the
+		// runtime ends it with this goroutine instead of reusing it.
+		runtime.LockOSThread()
+		return netns.None(), fmt.Errorf("returning to the host namespace: %w", err)
+	}
+	return ns, nil
+}
+
+// NetNSPath is the site's namespace as a path, for nsenter --net.
+func (s *Site) NetNSPath() string { return filepath.Join("/var/run/netns", s.nsName) }
+
+// inNS runs f on a thread in the site's namespace: a socket f creates stays
+// there.
+func (s *Site) inNS(f func() error) error {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return err
+	}
+	defer func() { _ = orig.Close() }()
+	if err := netns.Set(s.ns); err != nil {
+		return fmt.Errorf("entering %s: %w", s.nsName, err)
+	}
+	ferr := f()
+	if err := netns.Set(orig); err != nil {
+		runtime.LockOSThread() // see newNamedNS
+		return fmt.Errorf("returning to the host namespace: %w", err)
+	}
+	return ferr
+}
+
+// Listen listens inside the site's namespace.
+func (s *Site) Listen(network, addr string) (net.Listener, error) {
+	var l net.Listener
+	err := s.inNS(func() (err error) {
+		l, err = net.Listen(network, addr)
+		return err
+	})
+	return l, err
+}
+
+// Command returns argv that runs path with args inside the site's namespace.
+func (s *Site) Command(path string, args ...string) []string {
+	return append([]string{"nsenter", "--net=" + s.NetNSPath(), "--", path}, args...)
+}
+
+// DialContext opens a connection from inside the site's namespace: the test
+// process reaches a site whose uplink is cut.
+func (s *Site) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	var conn net.Conn
+	err := s.inNS(func() (err error) {
+		// The connect may wait, on this same locked thread.
+		var d net.Dialer
+		conn, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	if err != nil && conn != nil {
+		_ = conn.Close()
+		conn = nil
+	}
+	return conn, err
+}
+
+// Cut takes the site off the WAN: its end of the cable loses carrier.
+func (s *Site) Cut() error {
+	l, err := netlink.LinkByName(s.hostVeth)
+	if err != nil {
+		return fmt.Errorf("netlab: cutting %s: %w", s.Name, err)
+	}
+	if err := netlink.LinkSetDown(l); err != nil {
+		return fmt.Errorf("netlab: cutting %s: %w", s.Name, err)
+	}
+	return nil
+}
+
+// Restore puts the site back on the WAN.
+func (s *Site) Restore() error {
+	l, err := netlink.LinkByName(s.hostVeth)
+	if err != nil {
+		return fmt.Errorf("netlab: restoring %s: %w", s.Name, err)
+	}
+	if err := netlink.LinkSetUp(l); err != nil {
+		return fmt.Errorf("netlab: restoring %s: %w", s.Name, err)
+	}
+	return nil
+}
+
+// Shape limits the site's uplink to bitsPerSecond in each direction with a
+// token bucket filter on both ends of its veth; 0 removes the limit.
+func (s *Site) Shape(bitsPerSecond uint64) error {
+	h, err := netlink.NewHandleAt(s.ns)
+	if err != nil {
+		return fmt.Errorf("netlab: shaping %s: %w", s.Name, err)
+	}
+	defer h.Close()
+	for _, end := range []struct {
+		h    *netlink.Handle
+		name string
+	}{{nil, s.hostVeth}, {h, s.siteVeth}} {
+		var l netlink.Link
+		if end.h == nil {
+			l, err = netlink.LinkByName(end.name)
+		} else {
+			l, err = end.h.LinkByName(end.name)
+		}
+		if err != nil {
+			return fmt.Errorf("netlab: shaping %s: %w", s.Name, err)
+		}
+		if err := shape(end.h, l, bitsPerSecond); err != nil {
+			return fmt.Errorf("netlab: shaping %s on %s: %w", s.Name, end.name, err)
+		}
+	}
+	return nil
+}
+
+func shape(h *netlink.Handle, l netlink.Link, bitsPerSecond uint64) error {
+	attrs := netlink.QdiscAttrs{LinkIndex: l.Attrs().Index, Handle: netlink.MakeHandle(1, 0), Parent: netlink.HANDLE_ROOT}
+	del, replace := netlink.QdiscDel, netlink.QdiscReplace
+	if h != nil {
+		del, replace = h.QdiscDel, h.QdiscReplace
+	}
+	if bitsPerSecond == 0 {
+		err := del(&netlink.Tbf{QdiscAttrs: attrs})
+		if err != nil && !errors.Is(err, syscall.ENOENT) && !errors.Is(err, syscall.EINVAL) {
+			return err
+		}
+		return nil // there was no filter
+	}
+	rate := bitsPerSecond / 8
+	burst := uint32(max(rate/50, 3000)) // 20 ms of traffic, at least two full frames
+	limit := uint32(max(rate/2, 16*1024))
+	return replace(&netlink.Tbf{QdiscAttrs: attrs, Rate: rate, Limit: limit, Buffer: netlink.Xmittime(rate, burst)})
+}
+
+// Close removes every site's namespace and veth, and the bridge.
+func (w *WAN) Close() error {
+	w.mu.Lock()
+	sites := w.sites
+	w.sites = nil
+	w.mu.Unlock()
+	for _, s := range sites {
+		s.destroy()
+	}
+	if w.bridge != nil {
+		if err := netlink.LinkDel(w.bridge); err != nil {
+			return fmt.Errorf("netlab: removing bridge: %w", err)
+		}
+	}
+	return nil
+}
+
+func (s *Site) destroy() {
+	if l, err := netlink.LinkByName(s.hostVeth); err == nil {
+		_ = netlink.LinkDel(l) // takes the peer with it
+	}
+	if s.ns.IsOpen() {
+		_ = s.ns.Close()
+	}
+	_ = netns.DeleteNamed(s.nsName)
+}

@@ -1,0 +1,175 @@
+package netlab
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"testing"
+	"time"
+)
+
+func newWAN(t *testing.T) *WAN {
+	t.Helper()
+	if err := Check(); err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	w, err := NewForProcess()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := w.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return w
+}
+
+// echo serves one site: whatever it reads it writes back.
+func echo(t *testing.T, s *Site) string {
+	t.Helper()
+	l, err := s.Listen("tcp", net.JoinHostPort(s.IP.String(), "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(c, c); _ = c.Close() }()
+		}
+	}()
+	return l.Addr().String()
+}
+
+func roundTrip(ctx context.Context, dial func(context.Context, string, string) (net.Conn, error), addr string) error {
+	c, err := dial(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = c.Close() }()
+	if d, ok := ctx.Deadline(); ok {
+		_ = c.SetDeadline(d)
+	}
+	if _, err := c.Write([]byte("ping")); err != nil {
+		return err
+	}
+	buf := make([]byte, 4)
+	_, err = io.ReadFull(c, buf)
+	return err
+}
+
+func TestSitesTalkOverTheWANAndCutsSeparateThem(t *testing.T) {
+	w := newWAN(t)
+	a, err := w.AddSite("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := w.AddSite("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := echo(t, a)
+	try := func(dial func(context.Context, string, string) (net.Conn, error)) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return roundTrip(ctx, dial, addr)
+	}
+	var host net.Dialer
+	if err := try(b.DialContext); err != nil {
+		t.Fatalf("b → a over the WAN: %v", err)
+	}
+	if err := try(host.DialContext); err != nil {
+		t.Fatalf("host → a over the WAN: %v", err)
+	}
+
+	if err := a.Cut(); err != nil {
+		t.Fatal(err)
+	}
+	if err := try(b.DialContext); err == nil {
+		t.Fatal("b reached a while a's uplink was cut")
+	}
+	if err := try(a.DialContext); err != nil {
+		t.Fatalf("a cannot reach itself while cut (the test watches a site through its namespace): %v", err)
+	}
+
+	if err := a.Restore(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for err := try(b.DialContext); err != nil; err = try(b.DialContext) {
+		if time.Now().After(deadline) {
+			t.Fatalf("b → a after restore: %v", err)
+		}
+	}
+}
+
+func TestShapeLimitsTheRate(t *testing.T) {
+	w := newWAN(t)
+	a, err := w.AddSite("a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := w.AddSite("b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := echo(t, a)
+	if err := a.Shape(256_000); err != nil {
+		t.Fatal(err)
+	}
+	// 64 KiB there and back through a 256 kbit/s bucket: about 2 s each way.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := b.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	began := time.Now()
+	payload := make([]byte, 64<<10)
+	go func() { _, _ = c.Write(payload) }()
+	if _, err := io.ReadFull(c, make([]byte, len(payload))); err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(began)
+	// Unshaped, this takes milliseconds; the bucket makes it take seconds.
+	if took < time.Second {
+		t.Errorf("64 KiB echoed through a 256 kbit/s uplink in %s: the shaper is not shaping", took)
+	}
+	t.Logf("64 KiB echoed through 256 kbit/s in %s", took)
+	if err := a.Shape(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Shape(0); err != nil {
+		t.Fatalf("removing an absent shaper: %v", err)
+	}
+}
+
+func TestCloseLeavesNothing(t *testing.T) {
+	if err := Check(); err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	w, err := New("fxtest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := w.AddSite("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(s.NetNSPath()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("namespace %s left: %v", s.NetNSPath(), err)
+	}
+	if _, err := net.InterfaceByName("fxtest-wan"); err == nil {
+		t.Error("bridge fxtest-wan left")
+	}
+}
