@@ -65,7 +65,13 @@ type Options struct {
 	// OnPosition is told this cluster's path in the tree whenever the
 	// parent's Welcome states it (and once at start, from the stored one).
 	OnPosition func(path string)
+	// OrphanGrace is how long a mission the parent no longer knows keeps
+	// running here before it is deleted; default DefaultOrphanGrace.
+	OrphanGrace time.Duration
 }
+
+// DefaultOrphanGrace is the default Options.OrphanGrace.
+const DefaultOrphanGrace = time.Hour
 
 func (o *Options) complete() {
 	if o.ReportInterval <= 0 {
@@ -82,6 +88,9 @@ func (o *Options) complete() {
 	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
+	}
+	if o.OrphanGrace <= 0 {
+		o.OrphanGrace = DefaultOrphanGrace
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -37,6 +38,7 @@ const (
 	annotationInventory        = "edge.fornax.io/inventory"
 	annotationDrift            = "edge.fornax.io/drift-corrections"
 	annotationOrigin           = "edge.fornax.io/origin"
+	annotationOrphanedSince    = "edge.fornax.io/orphaned-since"
 	finalizerCleanup           = "edge.fornax.io/cleanup"
 	fieldManagerAgent          = "fornax-agent"
 )
@@ -90,6 +92,12 @@ func (a *Agent) storeObjects(ctx context.Context, b *linkpb.ObjectBatch) error {
 			continue
 		}
 		a.setMissionState(v.GetNamespace()+"/"+v.GetName()+"@parent", nil) // a conflict reported before, if any
+		if o.GetOrphaned() {
+			if err := a.markOrphaned(ctx, v.GetNamespace(), v.GetName()); err != nil {
+				return err
+			}
+			continue
+		}
 		if o.GetDeleted() {
 			m := &edgev1alpha1.Mission{}
 			err := a.client.Get(ctx, client.ObjectKey{Namespace: v.GetNamespace(), Name: v.GetName()}, m)
@@ -152,8 +160,56 @@ func (a *Agent) storeObjects(ctx context.Context, b *linkpb.ObjectBatch) error {
 		if err := a.client.Patch(ctx, u, client.Apply, client.FieldOwner(fieldManagerAgent), client.ForceOwnership); err != nil { //nolint:staticcheck // client.Apply with unstructured needs no apply configurations
 			return fmt.Errorf("storing mission %s/%s: %w", m.Namespace, m.Name, err)
 		}
+		if err == nil && existing.Annotations[annotationOrphanedSince] != "" {
+			// The parent knows it again (it was recreated, or the parent's
+			// state came back): adopted, no longer counted down.
+			patch := []byte(`{"metadata":{"annotations":{"` + annotationOrphanedSince + `":null}}}`)
+			if err := a.client.Patch(ctx, existing, client.RawPatch(types.MergePatchType, patch)); err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("adopting mission %s/%s again: %w", m.Namespace, m.Name, err)
+			}
+			a.log.Info("the parent sent an orphaned mission again: adopted", "mission", m.Namespace+"/"+m.Name)
+		}
 	}
 	return nil
+}
+
+// markOrphaned records that the parent does not know a mission this cluster
+// holds from it. The mission keeps running (and being corrected) until the
+// grace period is over; reconcileMission deletes it then.
+func (a *Agent) markOrphaned(ctx context.Context, namespace, name string) error {
+	m := &edgev1alpha1.Mission{}
+	err := a.client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, m)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if m.Labels[labelFromParent] != "true" || m.Annotations[annotationOrphanedSince] != "" {
+		return nil
+	}
+	now := time.Now().UTC()
+	patch := []byte(`{"metadata":{"annotations":{"` + annotationOrphanedSince + `":"` + now.Format(time.RFC3339) + `"}}}`)
+	if err := a.client.Patch(ctx, m, client.RawPatch(types.MergePatchType, patch)); err != nil {
+		return fmt.Errorf("marking mission %s/%s orphaned: %w", namespace, name, err)
+	}
+	a.log.Warn("the parent does not know this mission (did it lose its state?): it keeps running, and is deleted after the grace period unless the parent sends it again",
+		"mission", namespace+"/"+name, "deleteAfter", now.Add(a.opts.OrphanGrace).Format(time.RFC3339))
+	return nil
+}
+
+// orphanDeadline returns when an orphaned mission is to be deleted.
+func (a *Agent) orphanDeadline(m *edgev1alpha1.Mission) (since, deadline time.Time, ok bool) {
+	raw := m.Annotations[annotationOrphanedSince]
+	if raw == "" {
+		return time.Time{}, time.Time{}, false
+	}
+	since, err := time.Parse(time.RFC3339, raw)
+	if err != nil {
+		a.log.Error("unreadable orphan mark; counting from now", "mission", m.Namespace+"/"+m.Name, "value", raw)
+		since = time.Now()
+	}
+	return since, since.Add(a.opts.OrphanGrace), true
 }
 
 func merge(a, b map[string]string) map[string]string {
@@ -202,6 +258,21 @@ func (a *Agent) reconcileMission(ctx context.Context, req reconcile.Request) (re
 		a.setMissionState(key, nil)
 		return reconcile.Result{}, nil
 	}
+	orphanedSince, deleteAt, orphaned := a.orphanDeadline(m)
+	if orphaned && !time.Now().Before(deleteAt) {
+		a.log.Warn("deleting an orphaned mission: its grace period is over", "mission", key, "orphanedSince", orphanedSince.Format(time.RFC3339))
+		if err := a.client.Delete(ctx, m); err != nil && !apierrors.IsNotFound(err) {
+			return reconcile.Result{}, err
+		}
+		return reconcile.Result{}, nil // the deletion comes back as an event
+	}
+	// requeue bounds a result's requeue by the orphan deadline.
+	requeue := func(d time.Duration) reconcile.Result {
+		if orphaned {
+			d = min(d, time.Until(deleteAt)+time.Second)
+		}
+		return reconcile.Result{RequeueAfter: d}
+	}
 	if !slices.Contains(strings.Split(m.Annotations[annotationTargets], ","), a.Cluster()) {
 		// Kept here for the subtree below (relayed); nothing to apply here,
 		// and what an earlier placement applied here goes.
@@ -216,6 +287,9 @@ func (a *Agent) reconcileMission(ctx context.Context, req reconcile.Request) (re
 			}
 		}
 		a.setMissionState(key, nil)
+		if orphaned {
+			return requeue(time.Until(deleteAt) + time.Second), nil
+		}
 		return reconcile.Result{}, nil
 	}
 	if controllerutil.AddFinalizer(m, finalizerCleanup) {
@@ -268,14 +342,17 @@ func (a *Agent) reconcileMission(ctx context.Context, req reconcile.Request) (re
 	}
 	state := missionState(m, target.Generation, res)
 	state.DriftCorrections = drift
+	if orphaned {
+		state.OrphanedSinceUnixMs, state.OrphanDeadlineUnixMs = orphanedSince.UnixMilli(), deleteAt.UnixMilli()
+	}
 	a.setMissionState(key, state)
 	// Changes to the applied objects wake the mission through the watch; the
 	// requeue is a safety net (a watch that has not synced yet, a kind
 	// whose readiness depends on objects Fornax does not watch).
 	if state.GetPhase() != string(edgev1alpha1.PhaseReady) || jobRunning(res) {
-		return reconcile.Result{RequeueAfter: 10 * time.Second}, nil
+		return requeue(10 * time.Second), nil
 	}
-	return reconcile.Result{RequeueAfter: 5 * time.Minute}, nil
+	return requeue(5 * time.Minute), nil
 }
 
 // removeResources deletes what a mission applied here, unless its deletion

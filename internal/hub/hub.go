@@ -162,6 +162,7 @@ type session struct {
 
 	// Guarded by Hub.mu.
 	sent     map[string]string // object key → digest of what the child holds
+	deleting map[string]uint64 // object key → batch with its deletion, until acknowledged
 	batchSeq uint64
 }
 

@@ -57,15 +57,21 @@ func (h *Hub) clustersBelow(ctx context.Context) ([]placement.Cluster, error) {
 // desiredObjects computes, for every child, the missions it must hold: those
 // selecting a cluster of its subtree, with those clusters as targets. Each
 // mission is encoded once, however many children it goes to.
-func (h *Hub) desiredObjects(ctx context.Context) (map[string]map[string]*linkpb.Object, error) {
+//
+// It also returns every mission this hub knows (terminating ones included):
+// a mission a child holds that is known here but not desired for it is
+// deleted there; one not known here at all is orphaned there (this hub may
+// have lost its state), never deleted at once.
+func (h *Hub) desiredObjects(ctx context.Context) (map[string]map[string]*linkpb.Object, map[string]bool, error) {
 	missions := &edgev1alpha1.MissionList{}
 	if err := h.client.List(ctx, missions); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	clusters, err := h.clustersBelow(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	known := make(map[string]bool, len(missions.Items))
 	byName := map[string]placement.Cluster{}
 	for _, c := range clusters {
 		byName[c.Name] = c
@@ -74,6 +80,7 @@ func (h *Hub) desiredObjects(ctx context.Context) (map[string]map[string]*linkpb
 	out := map[string]map[string]*linkpb.Object{}
 	for i := range missions.Items {
 		m := &missions.Items[i]
+		known[objectKey(m.Namespace, m.Name)] = true
 		if m.DeletionTimestamp != nil {
 			continue
 		}
@@ -89,7 +96,7 @@ func (h *Hub) desiredObjects(ctx context.Context) (map[string]map[string]*linkpb
 		}
 		payload, err := json.Marshal(missionPayload(m))
 		if err != nil {
-			return nil, fmt.Errorf("encoding mission %s/%s: %w", m.Namespace, m.Name, err)
+			return nil, nil, fmt.Errorf("encoding mission %s/%s: %w", m.Namespace, m.Name, err)
 		}
 		generation, origin := h.missionSource(m)
 		for child, targets := range placement.NextHops(self, sel) {
@@ -104,7 +111,7 @@ func (h *Hub) desiredObjects(ctx context.Context) (map[string]map[string]*linkpb
 			out[child][objectKey(m.Namespace, m.Name)] = &linkpb.Object{Version: v, Payload: payload, Targets: targets, Origin: origin}
 		}
 	}
-	return out, nil
+	return out, known, nil
 }
 
 // fromParent tells whether a mission is one the parent sent (relayed or
@@ -160,16 +167,23 @@ func digestOf(generation int64, targets []string) string {
 // syncObjects sends one child (a new session) the missions that differ from
 // what it holds.
 func (h *Hub) syncObjects(ctx context.Context, child string) {
-	desired, err := h.desiredObjects(ctx)
+	desired, known, err := h.desiredObjects(ctx)
 	if err != nil {
 		h.log.Warn("cannot compute the missions for a child", "cluster", child, "error", err.Error())
 		return
 	}
-	h.sendObjects(child, desired[child])
+	h.sendObjects(child, desired[child], known)
 }
 
-// sendObjects sends a child what differs between desired and what it holds.
-func (h *Hub) sendObjects(child string, desired map[string]*linkpb.Object) {
+// orphanNotice marks, in session.sent, a mission the child was told is
+// orphaned.
+const orphanNotice = "\x00orphaned"
+
+// sendObjects sends a child what differs between desired and what it holds:
+// new and changed missions; deletions of missions known here that it should
+// no longer hold; orphan notices for missions it holds that are not known
+// here at all.
+func (h *Hub) sendObjects(child string, desired map[string]*linkpb.Object, known map[string]bool) {
 	h.mu.Lock()
 	c := h.children[child]
 	if c == nil || c.session == nil {
@@ -184,12 +198,22 @@ func (h *Hub) sendObjects(child string, desired map[string]*linkpb.Object) {
 			sess.sent[key] = obj.GetVersion().GetDigest()
 		}
 	}
-	for key := range sess.sent {
-		if _, ok := desired[key]; !ok {
-			ns, name, _ := strings.Cut(key, "/")
-			batch.Objects = append(batch.Objects, &linkpb.Object{Deleted: true,
-				Version: &linkpb.ObjectVersion{Kind: missionKind, Namespace: ns, Name: name}})
+	var deleted []string
+	for key, digest := range sess.sent {
+		if _, ok := desired[key]; ok {
+			continue
+		}
+		ns, name, _ := strings.Cut(key, "/")
+		v := &linkpb.ObjectVersion{Kind: missionKind, Namespace: ns, Name: name}
+		switch {
+		case known[key]:
+			batch.Objects = append(batch.Objects, &linkpb.Object{Deleted: true, Version: v})
 			delete(sess.sent, key)
+			deleted = append(deleted, key)
+		case digest != orphanNotice:
+			batch.Objects = append(batch.Objects, &linkpb.Object{Orphaned: true, Version: v})
+			sess.sent[key] = orphanNotice
+			h.log.Warn("a child holds a mission this cluster does not know; told it is orphaned", "cluster", child, "mission", key)
 		}
 	}
 	if len(batch.Objects) == 0 {
@@ -198,6 +222,9 @@ func (h *Hub) sendObjects(child string, desired map[string]*linkpb.Object) {
 	}
 	sess.batchSeq++
 	batch.Seq = sess.batchSeq
+	for _, key := range deleted {
+		sess.deleting[key] = batch.Seq // until the child acknowledges the batch
+	}
 	h.mu.Unlock()
 	select {
 	case sess.out <- &linkpb.ParentFrame{Body: &linkpb.ParentFrame_Objects{Objects: batch}}:
@@ -230,7 +257,7 @@ func (h *Hub) syncLoop(ctx context.Context) error {
 
 // syncAllObjects re-sends to every connected child what changed.
 func (h *Hub) syncAllObjects(ctx context.Context) {
-	desired, err := h.desiredObjects(ctx)
+	desired, known, err := h.desiredObjects(ctx)
 	if err != nil {
 		h.log.Warn("cannot compute the missions for the children", "error", err.Error())
 		return
@@ -244,6 +271,6 @@ func (h *Hub) syncAllObjects(ctx context.Context) {
 	}
 	h.mu.Unlock()
 	for _, n := range names {
-		h.sendObjects(n, desired[n])
+		h.sendObjects(n, desired[n], known)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -21,6 +22,7 @@ import (
 
 	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
 	"github.com/fornax-edge/fornax/internal/link/linkpb"
+	"github.com/fornax-edge/fornax/internal/placement"
 )
 
 // missionView is what the hub knows of one mission in one targeted cluster.
@@ -174,6 +176,93 @@ func (h *Hub) missionViews(m *edgev1alpha1.Mission, targets []string) map[string
 	return out
 }
 
+// FinalizerDelivery holds a deleted mission until every cluster below that
+// may hold it has confirmed its deletion.
+const FinalizerDelivery = "edge.fornax.io/delivery"
+
+// finishDeletion releases a deleted mission once no child may hold it, and
+// says whom it waits for meanwhile.
+func (h *Hub) finishDeletion(ctx context.Context, m *edgev1alpha1.Mission, clusters []placement.Cluster) (reconcile.Result, error) {
+	if !controllerutil.ContainsFinalizer(m, FinalizerDelivery) {
+		return reconcile.Result{}, nil
+	}
+	waiting, offline := h.deletionHolders(m, clusters)
+	if len(waiting) == 0 {
+		controllerutil.RemoveFinalizer(m, FinalizerDelivery)
+		if err := h.client.Update(ctx, m); err != nil && !apierrors.IsNotFound(err) {
+			return reconcile.Result{}, fmt.Errorf("releasing mission %s/%s: %w", m.Namespace, m.Name, err)
+		}
+		h.log.Info("mission deleted below", "mission", m.Namespace+"/"+m.Name)
+		return reconcile.Result{}, nil
+	}
+	msg := "waiting for " + strings.Join(waiting, ", ") + " to confirm the deletion"
+	if offline {
+		msg += " (an offline cluster confirms when it reconnects; 'fornaxctl remove cluster' releases it)"
+	}
+	cond := metav1.Condition{Type: edgev1alpha1.MissionDeleting, Status: metav1.ConditionTrue, Reason: "WaitingForClusters",
+		Message: msg, ObservedGeneration: m.Generation, LastTransitionTime: metav1.NewTime(time.Now())}
+	if c := meta.FindStatusCondition(m.Status.Conditions, cond.Type); c == nil || c.Message != msg {
+		meta.SetStatusCondition(&m.Status.Conditions, cond)
+		if err := h.client.Status().Update(ctx, m); err != nil && !apierrors.IsNotFound(err) {
+			return reconcile.Result{}, fmt.Errorf("updating status of mission %s/%s: %w", m.Namespace, m.Name, err)
+		}
+		statusWrites.Inc()
+	}
+	if offline {
+		return reconcile.Result{RequeueAfter: 30 * time.Second}, nil // a reconnect also wakes it
+	}
+	return reconcile.Result{RequeueAfter: 2 * time.Second}, nil // an acknowledgement also wakes it
+}
+
+// deletionHolders returns the children that may still hold a deleted
+// mission: a connected child until it has acknowledged the deletion; a
+// disconnected one if the mission's status shows a cluster of its subtree.
+func (h *Hub) deletionHolders(m *edgev1alpha1.Mission, clusters []placement.Cluster) (holders []string, offline bool) {
+	key := objectKey(m.Namespace, m.Name)
+	self := strings.Split(h.path(), "/")
+	nextHop := map[string]string{}
+	for _, c := range clusters {
+		if len(c.Path) > len(self) && slices.Equal(c.Path[:len(self)], self) {
+			nextHop[c.Name] = c.Path[len(self)]
+		}
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	seen := map[string]bool{}
+	add := func(name string, off bool) {
+		if !seen[name] {
+			seen[name] = true
+			holders = append(holders, name)
+			offline = offline || off
+		}
+	}
+	for name, c := range h.children {
+		if c.session == nil {
+			continue
+		}
+		_, sent := c.session.sent[key]
+		_, unacked := c.session.deleting[key]
+		if sent && c.session.sent[key] != orphanNotice || unacked {
+			add(name, false)
+		}
+	}
+	connected := func(child string) bool { c := h.children[child]; return c != nil && c.session != nil }
+	for _, e := range m.Status.Clusters {
+		if hop, ok := nextHop[e.Cluster]; ok && !connected(hop) {
+			add(hop, true)
+		}
+	}
+	if m.Status.ClustersOmitted > 0 { // the status does not name them all: every offline child may hold it
+		for _, c := range clusters {
+			if hop := nextHop[c.Name]; hop == c.Name && !connected(hop) {
+				add(hop, true)
+			}
+		}
+	}
+	slices.Sort(holders)
+	return holders, offline
+}
+
 // setupMissions registers the Mission reconciler: it delivers missions to
 // the children and keeps their status.
 func (h *Hub) setupMissions(mgr manager.Manager) error {
@@ -246,14 +335,22 @@ func (h *Hub) reconcileMission(ctx context.Context, req reconcile.Request) (reco
 	// A new, changed or deleted mission travels down (coalesced); a status
 	// change does not.
 	h.deliverIfChanged(req.String(), deliveryVersion(m))
-	if m.DeletionTimestamp != nil {
-		return reconcile.Result{}, nil
-	}
 	clusters, err := h.clustersBelow(ctx)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
+	if m.DeletionTimestamp != nil {
+		return h.finishDeletion(ctx, m, clusters)
+	}
 	targets, selErr := h.missionTargets(m, clusters)
+	// Once a mission goes below, its deletion must reach every cluster that
+	// holds it, even one offline when it is deleted: the finalizer keeps the
+	// mission (terminating) until they confirm.
+	if slices.ContainsFunc(targets, func(t string) bool { return t != h.opts.Name }) && controllerutil.AddFinalizer(m, FinalizerDelivery) {
+		if err := h.client.Update(ctx, m); err != nil {
+			return reconcile.Result{}, fmt.Errorf("adding the delivery finalizer to mission %s: %w", req.NamespacedName, err)
+		}
+	}
 	desired := deriveMissionStatus(m, targets, selErr, h.missionViews(m, targets), time.Now())
 	if fromParent(m) {
 		_, origin := h.missionSource(m)

@@ -281,7 +281,7 @@ func (s *server) Connect(stream linkpb.Link_ConnectServer) error {
 
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sess := &session{cancel: cancel, out: make(chan *linkpb.ParentFrame, 16), done: make(chan struct{}), sent: map[string]string{}}
+	sess := &session{cancel: cancel, out: make(chan *linkpb.ParentFrame, 16), done: make(chan struct{}), sent: map[string]string{}, deleting: map[string]uint64{}}
 	for _, v := range hello.GetHave() {
 		sess.sent[objectKey(v.GetNamespace(), v.GetName())] = v.GetDigest()
 	}
@@ -397,6 +397,22 @@ func (h *Hub) handle(name string, f *linkpb.ChildFrame) (*linkpb.ParentFrame, er
 			c.states[name] = own
 			c.lastReport = now
 			h.notify(name)
+		}
+		return nil, nil
+	case *linkpb.ChildFrame_Ack:
+		// The child stored every object batch up to this one: deletions in
+		// them have arrived.
+		if c.session != nil {
+			cleared := false
+			for key, seq := range c.session.deleting {
+				if seq <= b.Ack.GetSeq() {
+					delete(c.session.deleting, key)
+					cleared = true
+				}
+			}
+			if cleared {
+				h.notifyMissions()
+			}
 		}
 		return nil, nil
 	default:

@@ -146,7 +146,7 @@ func applySummary(st *edgev1alpha1.EdgeClusterStatus, own *linkpb.ClusterState, 
 	st.Nodes = &edgev1alpha1.NodeSummary{Total: s.GetNodesTotal(), Ready: s.GetNodesReady()}
 	st.Capacity = quantities(s.GetCapacity())
 	st.Allocatable = quantities(s.GetAllocatable())
-	st.Missions, st.LocalMissions = nil, nil
+	st.Missions, st.LocalMissions, st.OrphanedMissions = nil, nil, nil
 	if len(own.GetMissions()) > 0 {
 		sum := &edgev1alpha1.MissionSummary{}
 		for _, ms := range own.GetMissions() {
@@ -156,6 +156,11 @@ func applySummary(st *edgev1alpha1.EdgeClusterStatus, own *linkpb.ClusterState, 
 				sum.Ready++
 			case edgev1alpha1.PhaseFailed:
 				sum.Failed++
+			}
+			if since := ms.GetOrphanedSinceUnixMs(); since > 0 && len(st.OrphanedMissions) < 100 {
+				st.OrphanedMissions = append(st.OrphanedMissions, edgev1alpha1.OrphanedMission{Namespace: ms.GetNamespace(), Name: ms.GetName(),
+					Since: metav1.NewTime(time.UnixMilli(since).UTC()), DeleteAfter: metav1.NewTime(time.UnixMilli(ms.GetOrphanDeadlineUnixMs()).UTC())})
+				continue
 			}
 			if o := ms.GetOrigin(); o != "" && o != self && len(st.LocalMissions) < 100 {
 				st.LocalMissions = append(st.LocalMissions, edgev1alpha1.LocalMission{Namespace: ms.GetNamespace(),

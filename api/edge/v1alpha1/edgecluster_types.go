@@ -95,6 +95,20 @@ type LocalMission struct {
 	Phase ClusterPhase `json:"phase"`
 }
 
+// OrphanedMission is a mission the cluster holds from its parent that the
+// parent no longer knows (it lost its state, or was restored from an older
+// backup). Its workloads keep running until DeleteAfter; sent again by then,
+// it is adopted again.
+type OrphanedMission struct {
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
+	// Since is when the parent first said it does not know the mission.
+	Since metav1.Time `json:"since"`
+	// DeleteAfter is when the cluster deletes it (the agent's --orphan-grace
+	// after Since).
+	DeleteAfter metav1.Time `json:"deleteAfter"`
+}
+
 // EdgeClusterStatus is what Fornax observed about the cluster.
 type EdgeClusterStatus struct {
 	// ObservedGeneration is the spec generation this status was computed for.
@@ -147,6 +161,12 @@ type EdgeClusterStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxItems=100
 	LocalMissions []LocalMission `json:"localMissions,omitempty"`
+	// OrphanedMissions lists missions the cluster keeps running although no
+	// parent knows them any more; each is deleted after its grace period
+	// unless it is created again. At most 100.
+	// +optional
+	// +kubebuilder:validation:MaxItems=100
+	OrphanedMissions []OrphanedMission `json:"orphanedMissions,omitempty"`
 
 	// LastHeartbeatTime is when the cluster was last heard from, directly or
 	// through its ancestors.

@@ -18,6 +18,10 @@ const (
 	// True when the middle cluster only relays it to clusters below, False
 	// when it is also applied there.
 	MissionRelayed = "Relayed"
+	// MissionDeleting is True while a deleted mission waits for the clusters
+	// below that may hold it to confirm its deletion (an offline cluster
+	// confirms when it reconnects; removing the cluster releases the wait).
+	MissionDeleting = "Deleting"
 )
 
 // DeletionPolicy says what happens to a mission's resources in a cluster when

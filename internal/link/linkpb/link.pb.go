@@ -1060,9 +1060,13 @@ type MissionState struct {
 	DriftCorrections int64 `protobuf:"varint,7,opt,name=drift_corrections,json=driftCorrections,proto3" json:"drift_corrections,omitempty"`
 	// The cluster where the mission was created: a parent aggregates only the
 	// states of its own missions and shows the others as local to their origin.
-	Origin        string `protobuf:"bytes,8,opt,name=origin,proto3" json:"origin,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Origin string `protobuf:"bytes,8,opt,name=origin,proto3" json:"origin,omitempty"`
+	// Set while the mission is orphaned (Object.orphaned): since when, and when
+	// the cluster will delete it, Unix milliseconds.
+	OrphanedSinceUnixMs  int64 `protobuf:"varint,9,opt,name=orphaned_since_unix_ms,json=orphanedSinceUnixMs,proto3" json:"orphaned_since_unix_ms,omitempty"`
+	OrphanDeadlineUnixMs int64 `protobuf:"varint,10,opt,name=orphan_deadline_unix_ms,json=orphanDeadlineUnixMs,proto3" json:"orphan_deadline_unix_ms,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *MissionState) Reset() {
@@ -1149,6 +1153,20 @@ func (x *MissionState) GetOrigin() string {
 		return x.Origin
 	}
 	return ""
+}
+
+func (x *MissionState) GetOrphanedSinceUnixMs() int64 {
+	if x != nil {
+		return x.OrphanedSinceUnixMs
+	}
+	return 0
+}
+
+func (x *MissionState) GetOrphanDeadlineUnixMs() int64 {
+	if x != nil {
+		return x.OrphanDeadlineUnixMs
+	}
+	return 0
 }
 
 // ResourceState is one applied object's state.
@@ -1573,7 +1591,12 @@ type Object struct {
 	Targets []string `protobuf:"bytes,4,rep,name=targets,proto3" json:"targets,omitempty"`
 	// The cluster where the object was created (the root, or a middle cluster
 	// for its operators' own missions); relayed unchanged down the tree.
-	Origin        string `protobuf:"bytes,5,opt,name=origin,proto3" json:"origin,omitempty"`
+	Origin string `protobuf:"bytes,5,opt,name=origin,proto3" json:"origin,omitempty"`
+	// The parent holds no such object (it lost its state, or never had it):
+	// the child keeps it, marks it orphaned and deletes it only after its grace
+	// period, unless the parent sends it again. Distinct from deleted, which is
+	// a deletion someone asked for.
+	Orphaned      bool `protobuf:"varint,6,opt,name=orphaned,proto3" json:"orphaned,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1641,6 +1664,13 @@ func (x *Object) GetOrigin() string {
 		return x.Origin
 	}
 	return ""
+}
+
+func (x *Object) GetOrphaned() bool {
+	if x != nil {
+		return x.Orphaned
+	}
+	return false
 }
 
 // ObjectVersion names an object and the generation held.
@@ -1815,7 +1845,7 @@ const file_fornax_link_v1_link_proto_rawDesc = "" +
 	"\bmissions\x18\b \x03(\v2\x1c.fornax.link.v1.MissionStateR\bmissions\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x92\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfe\x02\n" +
 	"\fMissionState\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1e\n" +
@@ -1826,7 +1856,10 @@ const file_fornax_link_v1_link_proto_rawDesc = "" +
 	"\amessage\x18\x05 \x01(\tR\amessage\x12;\n" +
 	"\tresources\x18\x06 \x03(\v2\x1d.fornax.link.v1.ResourceStateR\tresources\x12+\n" +
 	"\x11drift_corrections\x18\a \x01(\x03R\x10driftCorrections\x12\x16\n" +
-	"\x06origin\x18\b \x01(\tR\x06origin\"\xa8\x01\n" +
+	"\x06origin\x18\b \x01(\tR\x06origin\x123\n" +
+	"\x16orphaned_since_unix_ms\x18\t \x01(\x03R\x13orphanedSinceUnixMs\x125\n" +
+	"\x17orphan_deadline_unix_ms\x18\n" +
+	" \x01(\x03R\x14orphanDeadlineUnixMs\"\xa8\x01\n" +
 	"\rResourceState\x12\x1f\n" +
 	"\vapi_version\x18\x01 \x01(\tR\n" +
 	"apiVersion\x12\x12\n" +
@@ -1864,13 +1897,14 @@ const file_fornax_link_v1_link_proto_rawDesc = "" +
 	"\vObjectBatch\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x12\n" +
 	"\x04full\x18\x02 \x01(\bR\x04full\x120\n" +
-	"\aobjects\x18\x03 \x03(\v2\x16.fornax.link.v1.ObjectR\aobjects\"\xa7\x01\n" +
+	"\aobjects\x18\x03 \x03(\v2\x16.fornax.link.v1.ObjectR\aobjects\"\xc3\x01\n" +
 	"\x06Object\x127\n" +
 	"\aversion\x18\x01 \x01(\v2\x1d.fornax.link.v1.ObjectVersionR\aversion\x12\x18\n" +
 	"\adeleted\x18\x02 \x01(\bR\adeleted\x12\x18\n" +
 	"\apayload\x18\x03 \x01(\fR\apayload\x12\x18\n" +
 	"\atargets\x18\x04 \x03(\tR\atargets\x12\x16\n" +
-	"\x06origin\x18\x05 \x01(\tR\x06origin\"\x9f\x01\n" +
+	"\x06origin\x18\x05 \x01(\tR\x06origin\x12\x1a\n" +
+	"\borphaned\x18\x06 \x01(\bR\borphaned\"\x9f\x01\n" +
 	"\rObjectVersion\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x1c\n" +
 	"\tnamespace\x18\x02 \x01(\tR\tnamespace\x12\x12\n" +
