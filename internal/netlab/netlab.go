@@ -44,28 +44,45 @@ func Check() error {
 	return nil
 }
 
-// WAN is a bridge with sites attached.
+// WAN is a bridge with sites attached, and the LANs behind some sites.
 type WAN struct {
 	prefix string
-	subnet *net.IPNet
-	bridge netlink.Link
+	wan    *Segment
 
 	mu    sync.Mutex
+	lans  []*Segment
 	sites []*Site
+	veths int // veth pairs made, for names
 }
 
-// Site is a network namespace attached to the WAN.
+// Segment is one bridge of the network: the WAN, or a LAN behind a site
+// (a middle cluster's children sit on its LAN, so cutting the middle's
+// uplink leaves them connected to it). The host has .1 on every segment.
+type Segment struct {
+	// Name is "wan" or the LAN's owner.
+	Name   string
+	subnet *net.IPNet
+	bridge netlink.Link
+	next   int // the next site address
+}
+
+// HostIP is the host's address on the segment.
+func (g *Segment) HostIP() net.IP { return nthIP(g.subnet, 1) }
+
+// Site is a network namespace attached to a segment.
 type Site struct {
 	// Name is the site's name (the cluster's).
 	Name string
-	// IP is the site's address on the WAN.
+	// IP is the site's address on its uplink segment.
 	IP net.IP
+	// LANIP is its address on the LAN behind it (AddLAN), if any.
+	LANIP net.IP
 
 	wan      *WAN
 	nsName   string
 	ns       netns.NsHandle
-	hostVeth string // the bridge end, in the host's namespace
-	siteVeth string // the site's end, in the site's namespace
+	hostVeth string // the bridge end of the uplink, in the host's namespace
+	veths    []string
 }
 
 // New builds a bridge named after prefix (at most 8 characters, unique on
@@ -82,22 +99,28 @@ func New(prefix string) (*WAN, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &WAN{prefix: prefix, subnet: subnet}
-	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: prefix + "-wan", MTU: 1500}}
+	w := &WAN{prefix: prefix}
+	if w.wan, err = newSegment("wan", prefix+"-wan", subnet); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+func newSegment(name, bridge string, subnet *net.IPNet) (*Segment, error) {
+	br := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: bridge, MTU: 1500}}
 	if err := netlink.LinkAdd(br); err != nil {
 		return nil, fmt.Errorf("netlab: creating bridge %s: %w", br.Name, err)
 	}
-	w.bridge = br
-	hostIP := &net.IPNet{IP: nthIP(subnet, 1), Mask: subnet.Mask}
-	if err := netlink.AddrAdd(br, &netlink.Addr{IPNet: hostIP}); err != nil {
-		_ = w.Close()
+	g := &Segment{Name: name, subnet: subnet, bridge: br, next: 10}
+	if err := netlink.AddrAdd(br, &netlink.Addr{IPNet: &net.IPNet{IP: g.HostIP(), Mask: subnet.Mask}}); err != nil {
+		_ = netlink.LinkDel(br)
 		return nil, fmt.Errorf("netlab: addressing bridge %s: %w", br.Name, err)
 	}
 	if err := netlink.LinkSetUp(br); err != nil {
-		_ = w.Close()
+		_ = netlink.LinkDel(br)
 		return nil, fmt.Errorf("netlab: setting bridge %s up: %w", br.Name, err)
 	}
-	return w, nil
+	return g, nil
 }
 
 // NewForProcess builds a WAN whose names carry this process's id ("fx" and
@@ -171,24 +194,30 @@ func nthIP(subnet *net.IPNet, n int) net.IP {
 }
 
 // HostIP is the host's address on the WAN.
-func (w *WAN) HostIP() net.IP { return nthIP(w.subnet, 1) }
+func (w *WAN) HostIP() net.IP { return w.wan.HostIP() }
 
-// AddSite creates a network namespace for a site and attaches it to the
-// bridge; its address is the next free one of the WAN's /24.
-func (w *WAN) AddSite(name string) (*Site, error) {
+// AddSite creates a network namespace for a site on the WAN.
+func (w *WAN) AddSite(name string) (*Site, error) { return w.AddSiteOn(name, nil) }
+
+// AddSiteOn creates a network namespace for a site and attaches it to a
+// segment (nil: the WAN); its address is the segment's next.
+func (w *WAN) AddSiteOn(name string, on *Segment) (*Site, error) {
+	if on == nil {
+		on = w.wan
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	i := len(w.sites)
-	if i > 200 {
-		return nil, errors.New("netlab: at most 200 sites per WAN")
+	if on.next > 250 {
+		return nil, fmt.Errorf("netlab: segment %s is full", on.Name)
 	}
-	s := &Site{
-		Name: name, IP: nthIP(w.subnet, 10+i), wan: w,
-		nsName:   fmt.Sprintf("%s-%s", w.prefix, name),
-		hostVeth: fmt.Sprintf("%s-h%d", w.prefix, i),
-		siteVeth: fmt.Sprintf("%s-s%d", w.prefix, i),
+	s := &Site{Name: name, IP: nthIP(on.subnet, on.next), wan: w, nsName: fmt.Sprintf("%s-%s", w.prefix, name)}
+	on.next++
+	ns, err := newNamedNS(s.nsName)
+	if err != nil {
+		return nil, fmt.Errorf("netlab: site %s: creating network namespace %s: %w", name, s.nsName, err)
 	}
-	if err := s.create(); err != nil {
+	s.ns = ns
+	if s.hostVeth, err = w.attach(s, on, s.IP); err != nil {
 		s.destroy()
 		return nil, fmt.Errorf("netlab: site %s: %w", name, err)
 	}
@@ -196,47 +225,69 @@ func (w *WAN) AddSite(name string) (*Site, error) {
 	return s, nil
 }
 
-func (s *Site) create() error {
-	ns, err := newNamedNS(s.nsName)
+// AddLAN builds a LAN behind a site: a new segment the site is attached to
+// (at .2) besides its uplink. Sites added on the LAN reach the site there,
+// and nothing else but the host.
+func (s *Site) AddLAN() (*Segment, error) {
+	w := s.wan
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	subnet, err := freeSubnet(fmt.Sprintf("%s-%s", w.prefix, s.Name))
 	if err != nil {
-		return fmt.Errorf("creating network namespace %s: %w", s.nsName, err)
+		return nil, err
 	}
-	s.ns = ns
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: s.hostVeth, MTU: 1500, MasterIndex: s.wan.bridge.Attrs().Index}, PeerName: s.siteVeth}
+	lan, err := newSegment(s.Name, fmt.Sprintf("%s-l%d", w.prefix, len(w.lans)), subnet)
+	if err != nil {
+		return nil, err
+	}
+	w.lans = append(w.lans, lan)
+	s.LANIP = nthIP(subnet, 2)
+	if _, err := w.attach(s, lan, s.LANIP); err != nil {
+		return nil, fmt.Errorf("netlab: LAN of %s: %w", s.Name, err)
+	}
+	return lan, nil
+}
+
+// attach joins a site to a segment with a new veth pair and returns the
+// name of its host end. w.mu is held.
+func (w *WAN) attach(s *Site, on *Segment, ip net.IP) (string, error) {
+	hostVeth, siteVeth := fmt.Sprintf("%s-h%d", w.prefix, w.veths), fmt.Sprintf("%s-s%d", w.prefix, w.veths)
+	w.veths++
+	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: hostVeth, MTU: 1500, MasterIndex: on.bridge.Attrs().Index}, PeerName: siteVeth}
 	if err := netlink.LinkAdd(veth); err != nil {
-		return fmt.Errorf("creating veth %s: %w", s.hostVeth, err)
+		return "", fmt.Errorf("creating veth %s: %w", hostVeth, err)
 	}
-	peer, err := netlink.LinkByName(s.siteVeth)
+	s.veths = append(s.veths, hostVeth)
+	peer, err := netlink.LinkByName(siteVeth)
 	if err != nil {
-		return fmt.Errorf("finding veth %s: %w", s.siteVeth, err)
+		return "", fmt.Errorf("finding veth %s: %w", siteVeth, err)
 	}
-	if err := netlink.LinkSetNsFd(peer, int(ns)); err != nil {
-		return fmt.Errorf("moving veth %s into %s: %w", s.siteVeth, s.nsName, err)
+	if err := netlink.LinkSetNsFd(peer, int(s.ns)); err != nil {
+		return "", fmt.Errorf("moving veth %s into %s: %w", siteVeth, s.nsName, err)
 	}
 	if err := netlink.LinkSetUp(veth); err != nil {
-		return fmt.Errorf("setting %s up: %w", s.hostVeth, err)
+		return "", fmt.Errorf("setting %s up: %w", hostVeth, err)
 	}
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(s.ns)
 	if err != nil {
-		return fmt.Errorf("opening netlink in %s: %w", s.nsName, err)
+		return "", fmt.Errorf("opening netlink in %s: %w", s.nsName, err)
 	}
 	defer h.Close()
-	for _, name := range []string{"lo", s.siteVeth} {
+	for _, name := range []string{"lo", siteVeth} {
 		l, err := h.LinkByName(name)
 		if err != nil {
-			return fmt.Errorf("finding %s in %s: %w", name, s.nsName, err)
+			return "", fmt.Errorf("finding %s in %s: %w", name, s.nsName, err)
 		}
-		if name == s.siteVeth {
-			addr := &netlink.Addr{IPNet: &net.IPNet{IP: s.IP, Mask: s.wan.subnet.Mask}}
-			if err := h.AddrAdd(l, addr); err != nil {
-				return fmt.Errorf("addressing %s: %w", name, err)
+		if name == siteVeth {
+			if err := h.AddrAdd(l, &netlink.Addr{IPNet: &net.IPNet{IP: ip, Mask: on.subnet.Mask}}); err != nil {
+				return "", fmt.Errorf("addressing %s: %w", name, err)
 			}
 		}
 		if err := h.LinkSetUp(l); err != nil {
-			return fmt.Errorf("setting %s up in %s: %w", name, s.nsName, err)
+			return "", fmt.Errorf("setting %s up in %s: %w", name, s.nsName, err)
 		}
 	}
-	return nil
+	return hostVeth, nil
 }
 
 // newNamedNS creates a named network namespace (under /var/run/netns, where
@@ -353,7 +404,7 @@ func (s *Site) Shape(bitsPerSecond uint64) error {
 	for _, end := range []struct {
 		h    *netlink.Handle
 		name string
-	}{{nil, s.hostVeth}, {h, s.siteVeth}} {
+	}{{nil, s.hostVeth}, {h, strings.Replace(s.hostVeth, "-h", "-s", 1)}} {
 		var l netlink.Link
 		if end.h == nil {
 			l, err = netlink.LinkByName(end.name)
@@ -392,23 +443,26 @@ func shape(h *netlink.Handle, l netlink.Link, bitsPerSecond uint64) error {
 // Close removes every site's namespace and veth, and the bridge.
 func (w *WAN) Close() error {
 	w.mu.Lock()
-	sites := w.sites
-	w.sites = nil
+	sites, lans := w.sites, w.lans
+	w.sites, w.lans = nil, nil
 	w.mu.Unlock()
 	for _, s := range sites {
 		s.destroy()
 	}
-	if w.bridge != nil {
-		if err := netlink.LinkDel(w.bridge); err != nil {
-			return fmt.Errorf("netlab: removing bridge: %w", err)
+	var errs []error
+	for _, g := range append(lans, w.wan) {
+		if err := netlink.LinkDel(g.bridge); err != nil {
+			errs = append(errs, fmt.Errorf("netlab: removing bridge %s: %w", g.bridge.Attrs().Name, err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func (s *Site) destroy() {
-	if l, err := netlink.LinkByName(s.hostVeth); err == nil {
-		_ = netlink.LinkDel(l) // takes the peer with it
+	for _, v := range s.veths {
+		if l, err := netlink.LinkByName(v); err == nil {
+			_ = netlink.LinkDel(l) // takes the peer with it
+		}
 	}
 	if s.ns.IsOpen() {
 		_ = s.ns.Close()

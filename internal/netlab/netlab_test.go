@@ -173,3 +173,61 @@ func TestCloseLeavesNothing(t *testing.T) {
 		t.Error("bridge fxtest-wan left")
 	}
 }
+
+func TestCuttingAMiddleKeepsItsLAN(t *testing.T) {
+	w := newWAN(t)
+	root, err := w.AddSite("root")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mid, err := w.AddSite("mid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lan, err := mid.AddLAN()
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := w.AddSiteOn("leaf", lan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := mid.Listen("tcp", ":0") // every address of mid: WAN and LAN
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() { _, _ = io.Copy(c, c); _ = c.Close() }()
+		}
+	}()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	try := func(from *Site, ip net.IP) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return roundTrip(ctx, from.DialContext, net.JoinHostPort(ip.String(), port))
+	}
+	if err := try(root, mid.IP); err != nil {
+		t.Fatalf("root → mid: %v", err)
+	}
+	if err := try(leaf, mid.LANIP); err != nil {
+		t.Fatalf("leaf → mid on its LAN: %v", err)
+	}
+	if err := try(leaf, root.IP); err == nil {
+		t.Fatal("leaf reached root directly: a LAN must only reach its site")
+	}
+	if err := mid.Cut(); err != nil {
+		t.Fatal(err)
+	}
+	if err := try(root, mid.IP); err == nil {
+		t.Fatal("root reached mid while mid's uplink was cut")
+	}
+	if err := try(leaf, mid.LANIP); err != nil {
+		t.Fatalf("leaf → mid on its LAN while mid's uplink is cut: %v", err)
+	}
+}
