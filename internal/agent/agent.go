@@ -65,13 +65,19 @@ type Options struct {
 	// OnPosition is told this cluster's path in the tree whenever the
 	// parent's Welcome states it (and once at start, from the stored one).
 	OnPosition func(path string)
+	// ReconnectMaxDelay caps the backoff between attempts to reach the
+	// parent; default DefaultReconnectMaxDelay.
+	ReconnectMaxDelay time.Duration
 	// OrphanGrace is how long a mission the parent no longer knows keeps
 	// running here before it is deleted; default DefaultOrphanGrace.
 	OrphanGrace time.Duration
 }
 
-// DefaultOrphanGrace is the default Options.OrphanGrace.
-const DefaultOrphanGrace = time.Hour
+// Defaults of Options.
+const (
+	DefaultOrphanGrace       = time.Hour
+	DefaultReconnectMaxDelay = time.Minute
+)
 
 func (o *Options) complete() {
 	if o.ReportInterval <= 0 {
@@ -91,6 +97,9 @@ func (o *Options) complete() {
 	}
 	if o.OrphanGrace <= 0 {
 		o.OrphanGrace = DefaultOrphanGrace
+	}
+	if o.ReconnectMaxDelay <= 0 {
+		o.ReconnectMaxDelay = DefaultReconnectMaxDelay
 	}
 }
 
@@ -245,7 +254,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	factory.WaitForCacheSync(ctx.Done())
 
 	go a.rotate(ctx)
-	b := &link.Backoff{Min: time.Second, Max: time.Minute, Jitter: 0.3}
+	b := &link.Backoff{Min: time.Second, Max: max(time.Second, a.opts.ReconnectMaxDelay), Jitter: 0.3}
 	link.Loop(ctx, b, a.session)
 	factory.Shutdown()
 	return nil

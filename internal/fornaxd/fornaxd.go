@@ -46,6 +46,7 @@ type Options struct {
 	Advertise         []string
 	ReportInterval    time.Duration
 	OrphanGrace       time.Duration
+	ReconnectMaxDelay time.Duration
 	HeartbeatInterval time.Duration
 	KeepaliveTime     time.Duration
 	KeepaliveTimeout  time.Duration
@@ -101,6 +102,7 @@ cluster to the parent and keeps the link up. A middle cluster runs both.`,
 	f.StringVar(&o.Listen, "listen", "", "address for the hub role to serve children on, e.g. :7443 (empty: no hub role)")
 	f.StringSliceVar(&o.Advertise, "advertise", nil, "host names and addresses children dial, for the serving certificate")
 	f.DurationVar(&o.ReportInterval, "report-interval", link.ReportInterval, "agent: coalescing interval of change-based reports (sub-second allowed)")
+	f.DurationVar(&o.ReconnectMaxDelay, "reconnect-max-delay", agent.DefaultReconnectMaxDelay, "agent: the longest wait between attempts to reach the parent (the wait doubles from 1 s, with 30% jitter)")
 	f.DurationVar(&o.OrphanGrace, "orphan-grace", agent.DefaultOrphanGrace, "agent: how long a mission the parent no longer knows (it lost its state) keeps running before it is deleted")
 	f.DurationVar(&o.HeartbeatInterval, "heartbeat-interval", link.HeartbeatInterval, "agent: period of the full-summary heartbeat")
 	f.DurationVar(&o.KeepaliveTime, "keepalive-time", link.KeepaliveTime, "silence after which a keepalive ping is sent on the link")
@@ -170,7 +172,7 @@ func Run(ctx context.Context, o Options) error {
 	// upward, and the hub places its children below the agent's position.
 	var h *hub.Hub
 	ag, err := agent.New(ctx, agent.Options{
-		Namespace: o.Namespace, ReportInterval: o.ReportInterval, HeartbeatInterval: o.HeartbeatInterval, OrphanGrace: o.OrphanGrace,
+		Namespace: o.Namespace, ReportInterval: o.ReportInterval, HeartbeatInterval: o.HeartbeatInterval, OrphanGrace: o.OrphanGrace, ReconnectMaxDelay: o.ReconnectMaxDelay,
 		KeepaliveTime: o.KeepaliveTime, KeepaliveTimeout: o.KeepaliveTimeout, Distro: o.Distro,
 		Version: Version, Logger: log,
 		Subtree: func() []*linkpb.ClusterState {

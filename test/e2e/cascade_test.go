@@ -49,6 +49,9 @@ func (tr *tree) joinBelow(t testing.TB, name, parent, labels string, middle bool
 		return
 	}
 	addrs[name] = freeAddr(t)
+	if s := tr.sites[name]; s != nil {
+		addrs[name] = siteAddr(s)
+	}
 	// init on a joined cluster takes the name it joined with.
 	if out := fornaxctl(t, "init", "--kubeconfig", tr.edges[name].Kubeconfig, "--endpoint", addrs[name]); !strings.Contains(out, "--cluster-name "+name+" ") {
 		t.Fatalf("init at %s did not default to the joined name:\n%s", name, out)

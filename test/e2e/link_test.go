@@ -18,6 +18,7 @@ import (
 
 	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
 	"github.com/fornax-edge/fornax/internal/localcluster"
+	"github.com/fornax-edge/fornax/internal/netlab"
 )
 
 // tree is a root and edge clusters joined with fornaxctl, with fornaxd running.
@@ -28,6 +29,7 @@ type tree struct {
 	agents  map[string]*localcluster.Daemon
 	addr    string // the hub's address
 	rootCli client.Client
+	sites   map[string]*netlab.Site // each cluster's network namespace, in the partition tests
 }
 
 // Short timers so that the tests observe link loss and grace periods quickly.
@@ -162,6 +164,9 @@ func newTree(t testing.TB, hubArgs []string, opts ...localcluster.Options) *tree
 		}
 	})
 	tr := &tree{root: clusters[0], edges: map[string]*localcluster.Cluster{}, agents: map[string]*localcluster.Daemon{}, addr: freeAddr(t)}
+	if opts[0].NetNS != "" { // the root runs in its own network namespace: every port is free there
+		tr.addr = net.JoinHostPort(opts[0].Host, "7443")
+	}
 	for _, c := range clusters[1:] {
 		tr.edges[c.Name] = c
 	}
