@@ -30,6 +30,9 @@ type tree struct {
 	addr    string // the hub's address
 	rootCli client.Client
 	sites   map[string]*netlab.Site // each cluster's network namespace, in the partition tests
+	hubArgs []string                // the root hub's extra flags, for a restart
+	// each agent's extra flags, for a restart
+	agentArgs map[string][]string
 }
 
 // Short timers so that the tests observe link loss and grace periods quickly.
@@ -55,6 +58,7 @@ func (tr *tree) startHub(t testing.TB, extra ...string) {
 	if len(extra) == 0 {
 		extra = keepaliveArgs
 	}
+	tr.hubArgs = extra
 	d, err := tr.root.Run("fornaxd", fornaxdBin, append(args, extra...)...)
 	if err != nil {
 		t.Fatal(err)
@@ -87,6 +91,23 @@ func (tr *tree) startAgent(t testing.TB, name string, extra ...string) {
 		t.Fatal(err)
 	}
 	tr.agents[name] = d
+	if tr.agentArgs == nil {
+		tr.agentArgs = map[string][]string{}
+	}
+	tr.agentArgs[name] = extra
+}
+
+// crash kills a cluster's fornaxd with SIGKILL and starts it again with the
+// same flags ("root": the root's hub).
+func (tr *tree) crash(t testing.TB, name string) {
+	t.Helper()
+	if name == "root" {
+		tr.hub.Kill()
+		tr.startHub(t, tr.hubArgs...)
+		return
+	}
+	tr.agents[name].Kill()
+	tr.startAgent(t, name, tr.agentArgs[name]...)
 }
 
 // joinEdge joins an edge cluster to the root with fornaxctl, as an operator

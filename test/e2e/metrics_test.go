@@ -12,7 +12,14 @@ import (
 // scrape reads a /metrics endpoint with the Prometheus text parser.
 func scrape(t testing.TB, url string) map[string]*dto.MetricFamily {
 	t.Helper()
-	resp, err := http.Get(url)
+	return scrapeVia(t, http.DefaultClient, url)
+}
+
+// scrapeVia is scrape with a given HTTP client (one that dials into a
+// site's network namespace).
+func scrapeVia(t testing.TB, c *http.Client, url string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := c.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -27,7 +29,7 @@ import (
 const orphanGrace = 15 * time.Second
 
 // partitionArgs are every agent's extra flags in the partition tests.
-var partitionArgs = []string{"--orphan-grace", orphanGrace.String(), "--reconnect-max-delay", "4s"}
+var partitionArgs = []string{"--orphan-grace", orphanGrace.String(), "--reconnect-max-delay", "4s", "--metrics-bind-address", ":9090"}
 
 // newPartitionTree starts the tree of TestPartition, each site in its own
 // network namespace: root, us and eu on the WAN; berlin on eu's LAN (cutting
@@ -64,7 +66,7 @@ func newPartitionTree(t *testing.T) (*tree, map[string]*netlab.Site) {
 		o.Host, o.NetNS, o.Dial = s.IP.String(), s.NetNSPath(), s.DialContext
 		return o
 	}
-	tr := newTree(t, nil,
+	tr := newTree(t, append(slices.Clone(keepaliveArgs), "--metrics-bind-address", ":9090"),
 		in(localcluster.Options{Name: "root"}),
 		in(localcluster.Options{Name: "us", NodeGroups: []localcluster.NodeGroup{{Name: "a", Count: 1}, {Name: "b", Count: 1}},
 			NodeMonitorGracePeriod: 8 * time.Second, PodEvictionTimeout: 2 * time.Second}),
@@ -348,6 +350,186 @@ func TestPartition(t *testing.T) {
 			}
 			return false, nil
 		})
+	})
+
+	t.Run("g-node-fails-pods-move", func(t *testing.T) {
+		if err := us.StartNodeGroup(ctx, "b"); err != nil {
+			t.Fatal(err)
+		}
+		web := &edgev1alpha1.Mission{ObjectMeta: metav1.ObjectMeta{Namespace: "partition", Name: "web"},
+			Spec: edgev1alpha1.MissionSpec{Placement: toUS, Resources: []runtime.RawExtension{raw(t, `
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      topologySpreadConstraints:
+      - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: ScheduleAnyway, labelSelector: {matchLabels: {app: web}}}
+      containers: [{name: web, image: nginx}]`)}}}
+		create(web)
+		waitFor(t, 60*time.Second, "web Ready at the root with a pod on each node", func(ctx context.Context) (bool, error) {
+			pods, err := us.Client().CoreV1().Pods("partition").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+			if err != nil {
+				return false, err
+			}
+			nodes := map[string]bool{}
+			for _, p := range pods.Items {
+				nodes[p.Spec.NodeName] = true
+			}
+			ok, err := missionReady(ctx, tr.rootCli, "web")
+			return ok && len(nodes) == 2, err
+		})
+		failedAt := time.Now()
+		if err := us.StopNodeGroup("b"); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 60*time.Second, "web not Ready at the root", func(ctx context.Context) (bool, error) {
+			ok, err := missionReady(ctx, tr.rootCli, "web")
+			return !ok, err
+		})
+		t.Logf("web not Ready at the root %s after node b failed", time.Since(failedAt).Round(100*time.Millisecond))
+		waitFor(t, 90*time.Second, "web Ready again at the root, both pods on node a", func(ctx context.Context) (bool, error) {
+			pods, err := us.Client().CoreV1().Pods("partition").List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+			if err != nil {
+				return false, err
+			}
+			running := 0
+			for _, p := range pods.Items {
+				if p.DeletionTimestamp == nil && p.Status.Phase == corev1.PodRunning && p.Spec.NodeName == "a-0" {
+					running++
+				}
+			}
+			ok, err := missionReady(ctx, tr.rootCli, "web")
+			return ok && running == 2, err
+		})
+		t.Logf("web Ready again at the root %s after node b failed", time.Since(failedAt).Round(100*time.Millisecond))
+	})
+
+	t.Run("e-kill-9-during-propagation", func(t *testing.T) {
+		toBoth := edgev1alpha1.Placement{Clusters: []string{"us", "berlin"}}
+		everywhere := func(name, value string) func(ctx context.Context) (bool, error) {
+			return func(ctx context.Context) (bool, error) {
+				for _, c := range []*localcluster.Cluster{us, tr.edges["berlin"]} {
+					if v, ok, err := configMap(ctx, c, name); !ok || v != value || err != nil {
+						return false, err
+					}
+				}
+				return missionReady(ctx, tr.rootCli, name)
+			}
+		}
+		// The root's hub dies right after a mission is created, before it
+		// can have delivered it.
+		create(cm(t, "e1", "1", toBoth))
+		tr.crash(t, "root")
+		waitFor(t, 90*time.Second, "e1 everywhere after the root's hub crashed", everywhere("e1", "1"))
+
+		// The middle dies as soon as it stores a mission for its subtree.
+		create(cm(t, "e2", "1", toBoth))
+		euCli := edgeClient(t, tr.edges["eu"])
+		waitFor(t, 30*time.Second, "e2 stored at eu", func(ctx context.Context) (bool, error) {
+			err := euCli.Get(ctx, client.ObjectKey{Namespace: "partition", Name: "e2"}, &edgev1alpha1.Mission{})
+			return err == nil, client.IgnoreNotFound(err)
+		})
+		tr.crash(t, "eu")
+		waitFor(t, 90*time.Second, "e2 everywhere after eu crashed", everywhere("e2", "1"))
+
+		// The leaf dies as soon as it stores an update; a deletion is made
+		// while the root's hub is down.
+		m := &edgev1alpha1.Mission{}
+		if err := tr.rootCli.Get(ctx, client.ObjectKey{Namespace: "partition", Name: "e1"}, m); err != nil {
+			t.Fatal(err)
+		}
+		m.Spec.Resources = cm(t, "e1", "2", toBoth).Spec.Resources
+		if err := tr.rootCli.Update(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		usCli := edgeClient(t, us)
+		waitFor(t, 30*time.Second, "the update stored at us", func(ctx context.Context) (bool, error) {
+			got := &edgev1alpha1.Mission{}
+			err := usCli.Get(ctx, client.ObjectKey{Namespace: "partition", Name: "e1"}, got)
+			return err == nil && strings.Contains(string(got.Spec.Resources[0].Raw), `"2"`), client.IgnoreNotFound(err)
+		})
+		tr.crash(t, "us")
+		tr.hub.Kill()
+		if err := tr.rootCli.Delete(ctx, cm(t, "e2", "1", toBoth)); err != nil {
+			t.Fatal(err)
+		}
+		tr.startHub(t, tr.hubArgs...)
+		waitFor(t, 90*time.Second, "e1 updated everywhere and e2 gone everywhere", func(ctx context.Context) (bool, error) {
+			if ok, err := everywhere("e1", "2")(ctx); !ok || err != nil {
+				return false, err
+			}
+			for _, c := range []*localcluster.Cluster{us, tr.edges["berlin"]} {
+				if _, ok, err := configMap(ctx, c, "e2"); ok || err != nil {
+					return false, err
+				}
+			}
+			err := tr.rootCli.Get(ctx, client.ObjectKey{Namespace: "partition", Name: "e2"}, &edgev1alpha1.Mission{})
+			return apierrors.IsNotFound(err), client.IgnoreNotFound(err)
+		})
+		// Nothing else was deleted.
+		for name, want := range map[string]string{"kept": "1", "updated": "2", "created": "1"} {
+			if v, ok, err := configMap(ctx, us, name); err != nil || !ok || v != want {
+				t.Errorf("ConfigMap %s at us after the crashes: %q, present %t, %v", name, v, ok, err)
+			}
+		}
+		if _, ok, err := configMap(ctx, tr.edges["berlin"], "from-eu"); err != nil || !ok {
+			t.Errorf("eu's own mission's ConfigMap at berlin after the crashes: present %t, %v", ok, err)
+		}
+	})
+
+	t.Run("h-flapping-uplink", func(t *testing.T) {
+		agentMetrics := func() (goroutines, heap float64) {
+			c := &http.Client{Transport: &http.Transport{DialContext: sites["us"].DialContext}}
+			f := scrapeVia(t, c, "http://"+net.JoinHostPort(sites["us"].IP.String(), "9090")+"/metrics")
+			return sample(f, "go_goroutines", nil), sample(f, "go_memstats_heap_inuse_bytes", nil)
+		}
+		hubGoroutines := func() float64 {
+			c := &http.Client{Transport: &http.Transport{DialContext: sites["root"].DialContext}}
+			return sample(scrapeVia(t, c, "http://"+net.JoinHostPort(sites["root"].IP.String(), "9090")+"/metrics"), "go_goroutines", nil)
+		}
+		g0, h0 := agentMetrics()
+		hg0 := hubGoroutines()
+		kept := applies(t, tr.agents["us"], "kept")
+		began := time.Now()
+		for time.Since(began) < time.Minute {
+			if err := sites["us"].Cut(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(3 * time.Second) // the flapping's shape: 3 s down, 3 s up
+			if err := sites["us"].Restore(); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(3 * time.Second)
+		}
+		waitFor(t, 90*time.Second, "us Ready at the root with its missions after the flapping", func(ctx context.Context) (bool, error) {
+			ec, err := tr.ec(t, ctx, "us")
+			if err != nil || condStatus(ec, edgev1alpha1.EdgeClusterReady) != metav1.ConditionTrue {
+				return false, err
+			}
+			for _, n := range []string{"kept", "updated", "created", "web", "e1"} {
+				if ok, err := missionReady(ctx, tr.rootCli, n); !ok || err != nil {
+					return false, err
+				}
+			}
+			return true, nil
+		})
+		var g1, h1, hg1 float64
+		// Goroutines of closed streams end shortly after; give them a moment.
+		waitFor(t, 30*time.Second, "the agent's and the hub's goroutines back to their level before the flapping", func(context.Context) (bool, error) {
+			g1, h1 = agentMetrics()
+			hg1 = hubGoroutines()
+			return g1 <= g0+10 && hg1 <= hg0+10, nil
+		})
+		t.Logf("flapping for 1 min (3 s down, 3 s up): agent goroutines %.0f → %.0f, heap in use %.1f → %.1f MiB; hub goroutines %.0f → %.0f",
+			g0, g1, h0/(1<<20), h1/(1<<20), hg0, hg1)
+		if n := applies(t, tr.agents["us"], "kept") - kept; n != 0 {
+			t.Errorf("an unchanged mission was applied %d times during the flapping, want 0", n)
+		}
 	})
 }
 
