@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -106,6 +107,8 @@ type Cluster struct {
 	opts   Options
 	pki    *pki
 	procs  processSet
+	// The datastore's ports, for a restart.
+	storePort, peerPort int
 	log    *slog.Logger
 	client kubernetes.Interface
 	rest   *rest.Config
@@ -269,6 +272,7 @@ func start(ctx context.Context, opts Options) (_ *Cluster, err error) {
 		return nil, err
 	}
 	storePort, apiPort, peerPort := p[0], p[1], p[2]
+	c.storePort, c.peerPort = storePort, peerPort
 	c.Server = "https://" + hostPort(opts.Host, apiPort)
 
 	store, err := c.startDatastore(ctx, storePort, peerPort)
@@ -560,6 +564,79 @@ func (c *Cluster) waitReady(ctx context.Context, p *process, check func(context.
 		case <-tick.C:
 		}
 	}
+}
+
+// dataDir is where the datastore keeps the cluster's state.
+func (c *Cluster) dataDir() string {
+	if c.Flavor == FlavorK3s {
+		return filepath.Join(c.Dir, "kine")
+	}
+	return filepath.Join(c.Dir, "etcd")
+}
+
+// SaveData copies the cluster's state (the datastore's directory) to dst, a
+// directory that must not exist: a backup, as an operator would take one.
+// The datastore and the API server are stopped meanwhile (a consistent copy)
+// and started again.
+func (c *Cluster) SaveData(ctx context.Context, dst string) error {
+	return c.withStoreStopped(ctx, func() error {
+		if err := os.CopyFS(dst, os.DirFS(c.dataDir())); err != nil {
+			return fmt.Errorf("saving the state of %s: %w", c.Name, err)
+		}
+		return nil
+	})
+}
+
+// RestoreData replaces the cluster's state with a copy SaveData made, as
+// restoring a backup does: everything written since is lost.
+func (c *Cluster) RestoreData(ctx context.Context, src string) error {
+	return c.withStoreStopped(ctx, func() error {
+		if err := os.RemoveAll(c.dataDir()); err != nil {
+			return fmt.Errorf("restoring the state of %s: %w", c.Name, err)
+		}
+		if err := os.CopyFS(c.dataDir(), os.DirFS(src)); err != nil {
+			return fmt.Errorf("restoring the state of %s: %w", c.Name, err)
+		}
+		// etcd wants its directories private.
+		return filepath.WalkDir(c.dataDir(), func(path string, d fs.DirEntry, err error) error {
+			if err != nil || !d.IsDir() {
+				return err
+			}
+			return os.Chmod(path, 0o700)
+		})
+	})
+}
+
+// withStoreStopped stops the API server and the datastore, runs f, and
+// starts them again on the same addresses.
+func (c *Cluster) withStoreStopped(ctx context.Context, f func() error) error {
+	c.procs.mu.Lock()
+	var stop []*process
+	for _, p := range c.procs.procs {
+		switch p.name {
+		case "kube-apiserver", "etcd", "kine":
+			stop = append(stop, p)
+		}
+	}
+	c.procs.mu.Unlock()
+	for _, p := range stop { // the API server first: it was started last
+		if p.name == "kube-apiserver" {
+			p.stop()
+			c.procs.remove(p)
+		}
+	}
+	for _, p := range stop {
+		if p.name != "kube-apiserver" {
+			p.stop()
+			c.procs.remove(p)
+		}
+	}
+	ferr := f()
+	store, err := c.startDatastore(ctx, c.storePort, c.peerPort)
+	if err != nil {
+		return errors.Join(ferr, err)
+	}
+	return errors.Join(ferr, c.startAPIServer(ctx, store))
 }
 
 // RESTConfig returns a client configuration with admin rights.

@@ -12,6 +12,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
@@ -317,5 +318,46 @@ func TestMissingBinariesSayWhatToDo(t *testing.T) {
 	_, err = localcluster.Start(t.Context(), localcluster.Options{Name: "Not_A_Label", Dir: t.TempDir()})
 	if err == nil || !strings.Contains(err.Error(), "DNS label") {
 		t.Fatalf("Start with a bad name: got %v, want an error naming the rule", err)
+	}
+}
+
+// TestRestoreDataLosesLaterWrites saves a cluster's state, writes more, and
+// restores the copy: the later write is gone, the earlier one is back, for
+// both datastores.
+func TestRestoreDataLosesLaterWrites(t *testing.T) {
+	t.Parallel()
+	for _, flavor := range []localcluster.Flavor{localcluster.FlavorK8s, localcluster.FlavorK3s} {
+		t.Run(string(flavor), func(t *testing.T) {
+			t.Parallel()
+			c := start(t, localcluster.Options{Name: "restore-" + string(flavor), Flavor: flavor})
+			ctx := t.Context()
+			put := func(name string) {
+				t.Helper()
+				cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}}
+				if _, err := c.Client().CoreV1().ConfigMaps("default").Create(ctx, cm, metav1.CreateOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			exists := func(name string) bool {
+				t.Helper()
+				_, err := c.Client().CoreV1().ConfigMaps("default").Get(ctx, name, metav1.GetOptions{})
+				if err != nil && !apierrors.IsNotFound(err) {
+					t.Fatal(err)
+				}
+				return err == nil
+			}
+			put("before")
+			backup := filepath.Join(t.TempDir(), "backup")
+			if err := c.SaveData(ctx, backup); err != nil {
+				t.Fatal(err)
+			}
+			put("after")
+			if err := c.RestoreData(ctx, backup); err != nil {
+				t.Fatal(err)
+			}
+			if !exists("before") || exists("after") {
+				t.Errorf("after the restore: before %t (want true), after %t (want false)", exists("before"), exists("after"))
+			}
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"net/http"
 	"regexp"
 	"slices"
@@ -529,6 +530,76 @@ spec:
 			g0, g1, h0/(1<<20), h1/(1<<20), hg0, hg1)
 		if n := applies(t, tr.agents["us"], "kept") - kept; n != 0 {
 			t.Errorf("an unchanged mission was applied %d times during the flapping, want 0", n)
+		}
+	})
+
+	t.Run("f-root-loses-its-data", func(t *testing.T) {
+		// A backup of the root's datastore, then two missions it will not hold.
+		backup := filepath.Join(t.TempDir(), "root-backup")
+		if err := tr.root.SaveData(ctx, backup); err != nil {
+			t.Fatal(err)
+		}
+		create(cm(t, "f-adopted", "1", toUS))
+		create(cm(t, "f-dropped", "1", toUS))
+		waitFor(t, 60*time.Second, "the two missions Ready", func(ctx context.Context) (bool, error) {
+			a, err := missionReady(ctx, tr.rootCli, "f-adopted")
+			if err != nil {
+				return false, err
+			}
+			d, err := missionReady(ctx, tr.rootCli, "f-dropped")
+			return a && d, err
+		})
+		// The root restored from the backup, as an operator restores etcd:
+		// controllers stopped, the data restored, controllers started.
+		tr.hub.Kill()
+		if err := tr.root.RestoreData(ctx, backup); err != nil {
+			t.Fatal(err)
+		}
+		restoredAt := time.Now()
+		tr.startHub(t, tr.hubArgs...)
+		waitFor(t, 60*time.Second, "both missions reported orphaned at the root, their workloads still at us", func(ctx context.Context) (bool, error) {
+			ec, err := tr.ec(t, ctx, "us")
+			if err != nil {
+				return false, err
+			}
+			orphaned := map[string]bool{}
+			for _, o := range ec.Status.OrphanedMissions {
+				if o.DeleteAfter.Sub(o.Since.Time) != orphanGrace {
+					return false, fmt.Errorf("orphan %s: since %s, delete after %s: not the grace of %s", o.Name, o.Since, o.DeleteAfter, orphanGrace)
+				}
+				orphaned[o.Name] = true
+			}
+			for _, n := range []string{"f-adopted", "f-dropped"} {
+				if _, ok, err := configMap(ctx, us, n); !ok || err != nil {
+					return false, fmt.Errorf("ConfigMap %s gone at us before its grace period (%v)", n, err)
+				}
+			}
+			return orphaned["f-adopted"] && orphaned["f-dropped"] && len(orphaned) == 2, nil
+		})
+		t.Logf("orphans reported at the root %s after the restore", time.Since(restoredAt).Round(100*time.Millisecond))
+		// One is created again at the root: adopted. The other goes after
+		// the grace period.
+		create(cm(t, "f-adopted", "1", toUS))
+		waitFor(t, orphanGrace+60*time.Second, "f-adopted adopted, f-dropped deleted after the grace", func(ctx context.Context) (bool, error) {
+			if _, ok, err := configMap(ctx, us, "f-dropped"); ok || err != nil {
+				return false, err
+			}
+			if _, ok, err := configMap(ctx, us, "f-adopted"); !ok || err != nil {
+				return false, fmt.Errorf("the adopted mission's ConfigMap is gone (%v)", err)
+			}
+			ec, err := tr.ec(t, ctx, "us")
+			if err != nil || len(ec.Status.OrphanedMissions) != 0 {
+				return false, err
+			}
+			return missionReady(ctx, tr.rootCli, "f-adopted")
+		})
+		if since := time.Since(restoredAt); since < orphanGrace {
+			t.Errorf("f-dropped deleted %s after the restore, before the grace of %s", since, orphanGrace)
+		}
+		for name, want := range map[string]string{"kept": "1", "updated": "2", "created": "1"} {
+			if v, ok, err := configMap(ctx, us, name); err != nil || !ok || v != want {
+				t.Errorf("ConfigMap %s at us after the restore: %q, present %t, %v", name, v, ok, err)
+			}
 		}
 	})
 }
