@@ -320,13 +320,23 @@ func (a *Agent) session(ctx context.Context) bool {
 		a.logStreamError("cannot open the stream", err)
 		return false
 	}
+	have, err := a.have(ctx)
+	if err != nil {
+		a.log.Error("cannot tell the parent what this cluster holds; retrying", "error", err.Error())
+		return false
+	}
 	a.mu.Lock()
 	hello := &linkpb.Hello{
 		ProtocolVersion: link.ProtocolVersion, Cluster: a.Cluster(), AgentVersion: a.opts.Version,
-		Epoch: a.epoch, LastReportSeq: a.seq, Have: a.have(ctx),
+		Epoch: a.epoch, LastReportSeq: a.seq,
 		ReportIntervalMs: uint32(a.opts.ReportInterval.Milliseconds()), HeartbeatIntervalMs: uint32(a.opts.HeartbeatInterval.Milliseconds()),
 	}
 	a.mu.Unlock()
+	if len(have) > link.HaveDirectMax {
+		hello.HaveDigests = link.HaveDigests(have) // the parent asks for the buckets that differ
+	} else {
+		hello.Have = have
+	}
 	if err := stream.Send(&linkpb.ChildFrame{Body: &linkpb.ChildFrame_Hello{Hello: hello}}); err != nil {
 		a.logStreamError("cannot send Hello", err)
 		return false
@@ -407,6 +417,26 @@ func (a *Agent) session(ctx context.Context) bool {
 					a.logStreamError("acknowledging missions", err)
 					return true
 				}
+			case *linkpb.ParentFrame_HaveRequest:
+				wanted := map[uint32]bool{}
+				for _, b := range b.HaveRequest.GetBuckets() {
+					wanted[b] = true
+				}
+				list := &linkpb.HaveList{Buckets: b.HaveRequest.GetBuckets()}
+				have, err := a.have(sctx)
+				if err != nil {
+					a.log.Error("cannot tell the parent what this cluster holds; reconnecting", "error", err.Error())
+					return true
+				}
+				for _, v := range have {
+					if wanted[link.Bucket(link.HaveKey(v))] {
+						list.Have = append(list.Have, v)
+					}
+				}
+				if err := send(&linkpb.ChildFrame{Body: &linkpb.ChildFrame_HaveList{HaveList: list}}); err != nil {
+					a.logStreamError("telling the parent what this cluster holds", err)
+					return true
+				}
 			case *linkpb.ParentFrame_NameCheckResult:
 				a.pendingMu.Lock()
 				if ch := a.pending[b.NameCheckResult.GetRequestId()]; ch != nil {
@@ -483,6 +513,9 @@ func diff(base, now []*linkpb.ClusterState, full bool) *linkpb.Report {
 		delete(old, s.GetName())
 		if ok && link.SameFacts(o, s) {
 			continue
+		}
+		if ok {
+			s = link.DeltaState(o, s) // only the missions that changed
 		}
 		r.Clusters = append(r.Clusters, s)
 	}

@@ -65,14 +65,16 @@ func (a *Agent) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(reconcile.Func(a.reconcileMission))
 }
 
-// have lists the parent's missions this cluster holds, for Hello.
-func (a *Agent) have(ctx context.Context) []*linkpb.ObjectVersion {
+// have lists the parent's missions this cluster holds, for Hello. An error
+// must not be taken for "nothing": the parent would then never tell this
+// cluster about deletions it missed.
+func (a *Agent) have(ctx context.Context) ([]*linkpb.ObjectVersion, error) {
 	if a.client == nil {
-		return nil
+		return nil, nil
 	}
 	list := &edgev1alpha1.MissionList{}
 	if err := a.client.List(ctx, list, client.MatchingLabels{labelFromParent: "true"}); err != nil {
-		return nil
+		return nil, fmt.Errorf("listing the missions held from the parent: %w", err)
 	}
 	out := make([]*linkpb.ObjectVersion, 0, len(list.Items))
 	for _, m := range list.Items {
@@ -80,7 +82,7 @@ func (a *Agent) have(ctx context.Context) []*linkpb.ObjectVersion {
 		out = append(out, &linkpb.ObjectVersion{Kind: "Mission", Namespace: m.Namespace, Name: m.Name,
 			Generation: gen, Digest: m.Annotations[annotationDigest]})
 	}
-	return out
+	return out, nil
 }
 
 // storeObjects keeps the parent's missions in this cluster's API server, where

@@ -164,6 +164,11 @@ type session struct {
 	sent     map[string]string // object key → digest of what the child holds
 	deleting map[string]uint64 // object key → batch with its deletion, until acknowledged
 	batchSeq uint64
+	// haveDigests are the Hello's bucket digests, until the first pass
+	// compares them; haveWanted the buckets asked for (HaveRequest) and not
+	// answered yet. Nothing is sent to the child meanwhile.
+	haveDigests []byte
+	haveWanted  map[uint32]bool
 }
 
 // New creates a hub. It loads the CA from the hub's namespace; `fornaxctl

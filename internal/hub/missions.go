@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
+	"github.com/fornax-edge/fornax/internal/link"
 	"github.com/fornax-edge/fornax/internal/link/linkpb"
 	"github.com/fornax-edge/fornax/internal/placement"
 )
@@ -191,6 +192,15 @@ func (h *Hub) sendObjects(child string, desired map[string]*linkpb.Object, known
 		return
 	}
 	sess := c.session
+	if sess.haveDigests != nil {
+		// The first pass of a session whose Hello carried bucket digests:
+		// what matches is what the child holds; ask for the rest.
+		h.compareHave(child, sess, desired)
+	}
+	if sess.haveWanted != nil {
+		h.mu.Unlock()
+		return // until the child says what it holds there
+	}
 	batch := &linkpb.ObjectBatch{}
 	for key, obj := range desired {
 		if sess.sent[key] != obj.GetVersion().GetDigest() {
@@ -231,6 +241,41 @@ func (h *Hub) sendObjects(child string, desired map[string]*linkpb.Object, known
 		objectsSent.Add(float64(len(batch.Objects)))
 		h.log.Debug("objects sent", "cluster", child, "seq", batch.Seq, "objects", len(batch.Objects), "first", batch.Objects[0].GetVersion().GetName())
 	case <-sess.done:
+	}
+}
+
+// compareHave compares the child's bucket digests with what it should hold:
+// in the buckets that match, it holds exactly that; for the others it is
+// asked (HaveRequest). h.mu is held.
+func (h *Hub) compareHave(child string, sess *session, desired map[string]*linkpb.Object) {
+	mine := make([]*linkpb.ObjectVersion, 0, len(desired))
+	for _, o := range desired {
+		mine = append(mine, o.GetVersion())
+	}
+	differ := link.DifferingBuckets(sess.haveDigests, link.HaveDigests(mine))
+	sess.haveDigests = nil
+	wanted := map[uint32]bool{}
+	for _, b := range differ {
+		wanted[b] = true
+	}
+	for key, o := range desired {
+		if !wanted[link.Bucket(key)] {
+			sess.sent[key] = o.GetVersion().GetDigest()
+		}
+	}
+	if len(differ) == 0 {
+		return
+	}
+	sess.haveWanted = wanted
+	select {
+	case sess.out <- &linkpb.ParentFrame{Body: &linkpb.ParentFrame_HaveRequest{HaveRequest: &linkpb.HaveRequest{Buckets: differ}}}:
+		h.log.Debug("asked a child what it holds", "cluster", child, "buckets", len(differ))
+	default:
+		// The stream's queue is full (it is nearly empty at a session's
+		// start): the child gets everything it should hold in those buckets;
+		// anything else it holds there waits for its next session.
+		sess.haveWanted = nil
+		h.log.Warn("cannot ask a child what it holds; sending what it should hold", "cluster", child)
 	}
 }
 

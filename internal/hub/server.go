@@ -285,6 +285,7 @@ func (s *server) Connect(stream linkpb.Link_ConnectServer) error {
 	for _, v := range hello.GetHave() {
 		sess.sent[objectKey(v.GetNamespace(), v.GetName())] = v.GetDigest()
 	}
+	sess.haveDigests = hello.GetHaveDigests()
 	defer close(sess.done)
 	now := time.Now()
 	h.mu.Lock()
@@ -329,7 +330,7 @@ func (s *server) Connect(stream linkpb.Link_ConnectServer) error {
 	}
 
 	frames, recvErr := link.Pump(sctx, stream.Recv)
-	go h.syncObjects(sctx, name) // only what differs from Hello.have travels
+	go h.syncObjects(sctx, name) // only what differs from Hello.have (or its digests) travels
 	for {
 		select {
 		case <-sctx.Done():
@@ -374,7 +375,10 @@ func (h *Hub) handle(name string, f *linkpb.ChildFrame) (*linkpb.ParentFrame, er
 			// A gap: this hub missed a report. Ask for everything.
 			return resync(fmt.Sprintf("report %d follows %d", r.GetSeq(), c.lastSeq)), nil
 		}
-		changed := applyReport(c, r)
+		changed, err := applyReport(c, r)
+		if err != nil {
+			return resync(err.Error()), nil
+		}
 		c.lastSeq = r.GetSeq()
 		if len(changed) > 0 {
 			c.lastReport = now
@@ -397,6 +401,25 @@ func (h *Hub) handle(name string, f *linkpb.ChildFrame) (*linkpb.ParentFrame, er
 			c.states[name] = own
 			c.lastReport = now
 			h.notify(name)
+		}
+		return nil, nil
+	case *linkpb.ChildFrame_HaveList:
+		// What the child holds in the buckets whose digests differed: now
+		// the differences can travel.
+		if sess := c.session; sess != nil && sess.haveWanted != nil {
+			for _, b := range b.HaveList.GetBuckets() {
+				delete(sess.haveWanted, b)
+			}
+			for _, v := range b.HaveList.GetHave() {
+				if sess.haveWanted[link.Bucket(link.HaveKey(v))] {
+					continue // not one of the buckets this list answers for
+				}
+				sess.sent[objectKey(v.GetNamespace(), v.GetName())] = v.GetDigest()
+			}
+			if len(sess.haveWanted) == 0 {
+				sess.haveWanted = nil
+				go h.syncObjects(context.Background(), name)
+			}
 		}
 		return nil, nil
 	case *linkpb.ChildFrame_Ack:
@@ -426,7 +449,7 @@ func resync(reason string) *linkpb.ParentFrame {
 
 // applyReport merges a report into the child's states and returns the
 // clusters whose facts changed (or that left).
-func applyReport(c *child, r *linkpb.Report) []string {
+func applyReport(c *child, r *linkpb.Report) ([]string, error) {
 	var changed []string
 	if r.GetFull() {
 		keep := map[string]bool{}
@@ -448,12 +471,16 @@ func applyReport(c *child, r *linkpb.Report) []string {
 	}
 	for _, s := range r.GetClusters() {
 		old := c.states[s.GetName()]
+		s, err := link.ApplyDelta(old, s)
+		if err != nil {
+			return changed, err
+		}
 		if old == nil || !link.SameFacts(old, s) {
 			changed = append(changed, s.GetName())
 		}
 		c.states[s.GetName()] = s
 	}
-	return changed
+	return changed, nil
 }
 
 func values(m map[string]*linkpb.ClusterState) []*linkpb.ClusterState {

@@ -76,6 +76,12 @@ func ValidateHello(h *linkpb.Hello, certCluster string) error {
 	if len(h.GetHave()) > MaxClustersPerReport*10 {
 		return fmt.Errorf("the Hello lists %d objects, more than %d", len(h.GetHave()), MaxClustersPerReport*10)
 	}
+	if d := h.GetHaveDigests(); len(d) > 0 && len(d) != HaveBuckets*HaveDigestBytes {
+		return fmt.Errorf("the Hello's have_digests has %d bytes, not %d", len(d), HaveBuckets*HaveDigestBytes)
+	}
+	if len(h.GetHaveDigests()) > 0 && len(h.GetHave()) > 0 {
+		return errors.New("the Hello carries both have and have_digests")
+	}
 	return nil
 }
 
@@ -126,6 +132,12 @@ func ValidateClusterState(c *linkpb.ClusterState, child string) error {
 			return fmt.Errorf("cluster %s has a label %q of invalid length", c.GetName(), k)
 		}
 	}
+	if len(c.GetMissionsRemoved()) > MaxClustersPerReport {
+		return fmt.Errorf("cluster %s reports %d missions removed, more than %d", c.GetName(), len(c.GetMissionsRemoved()), MaxClustersPerReport)
+	}
+	if len(c.GetMissionsRemoved()) > 0 && !c.GetMissionsDelta() {
+		return fmt.Errorf("cluster %s lists removed missions in a full state", c.GetName())
+	}
 	if len(c.GetMissions()) > MaxClustersPerReport {
 		return fmt.Errorf("cluster %s reports %d missions, more than %d", c.GetName(), len(c.GetMissions()), MaxClustersPerReport)
 	}
@@ -165,6 +177,16 @@ func ValidateChildFrame(f *linkpb.ChildFrame, child string) error {
 		return nil
 	case *linkpb.ChildFrame_Ack:
 		return nil
+	case *linkpb.ChildFrame_HaveList:
+		for _, b := range b.HaveList.GetBuckets() {
+			if b >= HaveBuckets {
+				return fmt.Errorf("have list: bucket %d out of range", b)
+			}
+		}
+		if len(b.HaveList.GetHave()) > MaxClustersPerReport*10 {
+			return fmt.Errorf("have list: %d objects, more than %d", len(b.HaveList.GetHave()), MaxClustersPerReport*10)
+		}
+		return nil
 	case *linkpb.ChildFrame_NameCheck:
 		if err := ValidClusterName(b.NameCheck.GetName()); err != nil {
 			return fmt.Errorf("name check: %w", err)
@@ -189,6 +211,7 @@ func Digest(states []*linkpb.ClusterState) []byte {
 	for _, s := range sorted {
 		c := proto.CloneOf(s)
 		c.ObservedUnixMs = 0
+		sortMissions(c)
 		b, err := opts.Marshal(c)
 		if err != nil { // only invalid UTF-8, which Unmarshal already refuses
 			b = []byte(s.GetName())
@@ -204,5 +227,7 @@ func Digest(states []*linkpb.ClusterState) []byte {
 func SameFacts(a, b *linkpb.ClusterState) bool {
 	a2, b2 := proto.CloneOf(a), proto.CloneOf(b)
 	a2.ObservedUnixMs, b2.ObservedUnixMs = 0, 0
+	sortMissions(a2)
+	sortMissions(b2)
 	return proto.Equal(a2, b2)
 }

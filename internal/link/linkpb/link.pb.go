@@ -286,6 +286,7 @@ type ChildFrame struct {
 	//	*ChildFrame_Heartbeat
 	//	*ChildFrame_Ack
 	//	*ChildFrame_NameCheck
+	//	*ChildFrame_HaveList
 	Body          isChildFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -373,6 +374,15 @@ func (x *ChildFrame) GetNameCheck() *NameCheck {
 	return nil
 }
 
+func (x *ChildFrame) GetHaveList() *HaveList {
+	if x != nil {
+		if x, ok := x.Body.(*ChildFrame_HaveList); ok {
+			return x.HaveList
+		}
+	}
+	return nil
+}
+
 type isChildFrame_Body interface {
 	isChildFrame_Body()
 }
@@ -397,6 +407,10 @@ type ChildFrame_NameCheck struct {
 	NameCheck *NameCheck `protobuf:"bytes,5,opt,name=name_check,json=nameCheck,proto3,oneof"`
 }
 
+type ChildFrame_HaveList struct {
+	HaveList *HaveList `protobuf:"bytes,6,opt,name=have_list,json=haveList,proto3,oneof"`
+}
+
 func (*ChildFrame_Hello) isChildFrame_Body() {}
 
 func (*ChildFrame_Report) isChildFrame_Body() {}
@@ -406,6 +420,8 @@ func (*ChildFrame_Heartbeat) isChildFrame_Body() {}
 func (*ChildFrame_Ack) isChildFrame_Body() {}
 
 func (*ChildFrame_NameCheck) isChildFrame_Body() {}
+
+func (*ChildFrame_HaveList) isChildFrame_Body() {}
 
 // ParentFrame is one message from parent to child.
 type ParentFrame struct {
@@ -417,6 +433,7 @@ type ParentFrame struct {
 	//	*ParentFrame_Resync
 	//	*ParentFrame_Objects
 	//	*ParentFrame_NameCheckResult
+	//	*ParentFrame_HaveRequest
 	Body          isParentFrame_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -504,6 +521,15 @@ func (x *ParentFrame) GetNameCheckResult() *NameCheckResult {
 	return nil
 }
 
+func (x *ParentFrame) GetHaveRequest() *HaveRequest {
+	if x != nil {
+		if x, ok := x.Body.(*ParentFrame_HaveRequest); ok {
+			return x.HaveRequest
+		}
+	}
+	return nil
+}
+
 type isParentFrame_Body interface {
 	isParentFrame_Body()
 }
@@ -528,6 +554,10 @@ type ParentFrame_NameCheckResult struct {
 	NameCheckResult *NameCheckResult `protobuf:"bytes,5,opt,name=name_check_result,json=nameCheckResult,proto3,oneof"`
 }
 
+type ParentFrame_HaveRequest struct {
+	HaveRequest *HaveRequest `protobuf:"bytes,6,opt,name=have_request,json=haveRequest,proto3,oneof"`
+}
+
 func (*ParentFrame_Welcome) isParentFrame_Body() {}
 
 func (*ParentFrame_Ack) isParentFrame_Body() {}
@@ -537,6 +567,8 @@ func (*ParentFrame_Resync) isParentFrame_Body() {}
 func (*ParentFrame_Objects) isParentFrame_Body() {}
 
 func (*ParentFrame_NameCheckResult) isParentFrame_Body() {}
+
+func (*ParentFrame_HaveRequest) isParentFrame_Body() {}
 
 // NameCheck asks, before a middle cluster admits a child, whether the name is
 // free in the whole tree; each parent checks its subtree and asks its own
@@ -679,13 +711,20 @@ type Hello struct {
 	// The last report sequence number sent in this epoch (0: none yet).
 	LastReportSeq uint64 `protobuf:"varint,5,opt,name=last_report_seq,json=lastReportSeq,proto3" json:"last_report_seq,omitempty"`
 	// The objects the child holds from the parent, with their generations, so
-	// that the parent sends only what differs.
+	// that the parent sends only what differs. A child holding many objects
+	// sends have_digests instead.
 	Have []*ObjectVersion `protobuf:"bytes,6,rep,name=have,proto3" json:"have,omitempty"`
 	// The child's reporting intervals, so the parent knows how stale is too stale.
 	ReportIntervalMs    uint32 `protobuf:"varint,7,opt,name=report_interval_ms,json=reportIntervalMs,proto3" json:"report_interval_ms,omitempty"`
 	HeartbeatIntervalMs uint32 `protobuf:"varint,8,opt,name=heartbeat_interval_ms,json=heartbeatIntervalMs,proto3" json:"heartbeat_interval_ms,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// Instead of have: a digest of what the child holds in each of
+	// link.HaveBuckets buckets (link.HaveDigests, 8 bytes each). The parent
+	// compares them with what it would send and asks (HaveRequest) for the
+	// entries of the buckets that differ, so a reconnect costs the same
+	// whatever the number of objects, plus what changed.
+	HaveDigests   []byte `protobuf:"bytes,9,opt,name=have_digests,json=haveDigests,proto3" json:"have_digests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Hello) Reset() {
@@ -774,6 +813,112 @@ func (x *Hello) GetHeartbeatIntervalMs() uint32 {
 	return 0
 }
 
+func (x *Hello) GetHaveDigests() []byte {
+	if x != nil {
+		return x.HaveDigests
+	}
+	return nil
+}
+
+// HaveRequest asks the child for what it holds in some buckets.
+type HaveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Buckets       []uint32               `protobuf:"varint,1,rep,packed,name=buckets,proto3" json:"buckets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HaveRequest) Reset() {
+	*x = HaveRequest{}
+	mi := &file_fornax_link_v1_link_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HaveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HaveRequest) ProtoMessage() {}
+
+func (x *HaveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_fornax_link_v1_link_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HaveRequest.ProtoReflect.Descriptor instead.
+func (*HaveRequest) Descriptor() ([]byte, []int) {
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *HaveRequest) GetBuckets() []uint32 {
+	if x != nil {
+		return x.Buckets
+	}
+	return nil
+}
+
+// HaveList answers a HaveRequest: every object the child holds in those
+// buckets.
+type HaveList struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Buckets       []uint32               `protobuf:"varint,1,rep,packed,name=buckets,proto3" json:"buckets,omitempty"`
+	Have          []*ObjectVersion       `protobuf:"bytes,2,rep,name=have,proto3" json:"have,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HaveList) Reset() {
+	*x = HaveList{}
+	mi := &file_fornax_link_v1_link_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HaveList) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HaveList) ProtoMessage() {}
+
+func (x *HaveList) ProtoReflect() protoreflect.Message {
+	mi := &file_fornax_link_v1_link_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HaveList.ProtoReflect.Descriptor instead.
+func (*HaveList) Descriptor() ([]byte, []int) {
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *HaveList) GetBuckets() []uint32 {
+	if x != nil {
+		return x.Buckets
+	}
+	return nil
+}
+
+func (x *HaveList) GetHave() []*ObjectVersion {
+	if x != nil {
+		return x.Have
+	}
+	return nil
+}
+
 // Welcome accepts a Hello.
 type Welcome struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -794,7 +939,7 @@ type Welcome struct {
 
 func (x *Welcome) Reset() {
 	*x = Welcome{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[9]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -806,7 +951,7 @@ func (x *Welcome) String() string {
 func (*Welcome) ProtoMessage() {}
 
 func (x *Welcome) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[9]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -819,7 +964,7 @@ func (x *Welcome) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Welcome.ProtoReflect.Descriptor instead.
 func (*Welcome) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{9}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Welcome) GetProtocolVersion() uint32 {
@@ -882,7 +1027,7 @@ type Report struct {
 
 func (x *Report) Reset() {
 	*x = Report{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[10]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -894,7 +1039,7 @@ func (x *Report) String() string {
 func (*Report) ProtoMessage() {}
 
 func (x *Report) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[10]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -907,7 +1052,7 @@ func (x *Report) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Report.ProtoReflect.Descriptor instead.
 func (*Report) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{10}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Report) GetSeq() uint64 {
@@ -954,14 +1099,20 @@ type ClusterState struct {
 	// When the summary was observed, Unix milliseconds.
 	ObservedUnixMs int64 `protobuf:"varint,7,opt,name=observed_unix_ms,json=observedUnixMs,proto3" json:"observed_unix_ms,omitempty"`
 	// The missions this cluster runs, as applied in it.
-	Missions      []*MissionState `protobuf:"bytes,8,rep,name=missions,proto3" json:"missions,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Missions []*MissionState `protobuf:"bytes,8,rep,name=missions,proto3" json:"missions,omitempty"`
+	// In an incremental report, missions may list only the missions whose
+	// state changed since the last report (missions_delta), and
+	// missions_removed the ones gone (link.MissionKey): a change to one mission
+	// of a cluster running a thousand costs one mission's state.
+	MissionsDelta   bool     `protobuf:"varint,9,opt,name=missions_delta,json=missionsDelta,proto3" json:"missions_delta,omitempty"`
+	MissionsRemoved []string `protobuf:"bytes,10,rep,name=missions_removed,json=missionsRemoved,proto3" json:"missions_removed,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *ClusterState) Reset() {
 	*x = ClusterState{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[11]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -973,7 +1124,7 @@ func (x *ClusterState) String() string {
 func (*ClusterState) ProtoMessage() {}
 
 func (x *ClusterState) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[11]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -986,7 +1137,7 @@ func (x *ClusterState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterState.ProtoReflect.Descriptor instead.
 func (*ClusterState) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{11}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *ClusterState) GetName() string {
@@ -1045,6 +1196,20 @@ func (x *ClusterState) GetMissions() []*MissionState {
 	return nil
 }
 
+func (x *ClusterState) GetMissionsDelta() bool {
+	if x != nil {
+		return x.MissionsDelta
+	}
+	return false
+}
+
+func (x *ClusterState) GetMissionsRemoved() []string {
+	if x != nil {
+		return x.MissionsRemoved
+	}
+	return nil
+}
+
 // MissionState is where one mission stands in one cluster.
 type MissionState struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -1071,7 +1236,7 @@ type MissionState struct {
 
 func (x *MissionState) Reset() {
 	*x = MissionState{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[12]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1083,7 +1248,7 @@ func (x *MissionState) String() string {
 func (*MissionState) ProtoMessage() {}
 
 func (x *MissionState) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[12]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1096,7 +1261,7 @@ func (x *MissionState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MissionState.ProtoReflect.Descriptor instead.
 func (*MissionState) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{12}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *MissionState) GetNamespace() string {
@@ -1185,7 +1350,7 @@ type ResourceState struct {
 
 func (x *ResourceState) Reset() {
 	*x = ResourceState{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[13]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1197,7 +1362,7 @@ func (x *ResourceState) String() string {
 func (*ResourceState) ProtoMessage() {}
 
 func (x *ResourceState) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[13]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1210,7 +1375,7 @@ func (x *ResourceState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceState.ProtoReflect.Descriptor instead.
 func (*ResourceState) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{13}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ResourceState) GetApiVersion() string {
@@ -1276,7 +1441,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[14]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1288,7 +1453,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[14]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1301,7 +1466,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{14}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ClusterSummary) GetKubernetesVersion() string {
@@ -1376,7 +1541,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[15]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1388,7 +1553,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[15]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1401,7 +1566,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{15}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Heartbeat) GetReportSeq() uint64 {
@@ -1436,7 +1601,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[16]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1448,7 +1613,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[16]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1461,7 +1626,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{16}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Ack) GetSeq() uint64 {
@@ -1481,7 +1646,7 @@ type ResyncRequest struct {
 
 func (x *ResyncRequest) Reset() {
 	*x = ResyncRequest{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[17]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1493,7 +1658,7 @@ func (x *ResyncRequest) String() string {
 func (*ResyncRequest) ProtoMessage() {}
 
 func (x *ResyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[17]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1506,7 +1671,7 @@ func (x *ResyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResyncRequest.ProtoReflect.Descriptor instead.
 func (*ResyncRequest) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{17}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ResyncRequest) GetReason() string {
@@ -1531,7 +1696,7 @@ type ObjectBatch struct {
 
 func (x *ObjectBatch) Reset() {
 	*x = ObjectBatch{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[18]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1543,7 +1708,7 @@ func (x *ObjectBatch) String() string {
 func (*ObjectBatch) ProtoMessage() {}
 
 func (x *ObjectBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[18]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1556,7 +1721,7 @@ func (x *ObjectBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectBatch.ProtoReflect.Descriptor instead.
 func (*ObjectBatch) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{18}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ObjectBatch) GetSeq() uint64 {
@@ -1603,7 +1768,7 @@ type Object struct {
 
 func (x *Object) Reset() {
 	*x = Object{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[19]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1615,7 +1780,7 @@ func (x *Object) String() string {
 func (*Object) ProtoMessage() {}
 
 func (x *Object) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[19]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1628,7 +1793,7 @@ func (x *Object) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Object.ProtoReflect.Descriptor instead.
 func (*Object) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{19}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Object) GetVersion() *ObjectVersion {
@@ -1690,7 +1855,7 @@ type ObjectVersion struct {
 
 func (x *ObjectVersion) Reset() {
 	*x = ObjectVersion{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[20]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1702,7 +1867,7 @@ func (x *ObjectVersion) String() string {
 func (*ObjectVersion) ProtoMessage() {}
 
 func (x *ObjectVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[20]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1715,7 +1880,7 @@ func (x *ObjectVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectVersion.ProtoReflect.Descriptor instead.
 func (*ObjectVersion) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{20}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ObjectVersion) GetKind() string {
@@ -1784,7 +1949,7 @@ const file_fornax_link_v1_link_proto_rawDesc = "" +
 	"\acsr_pem\x18\x01 \x01(\fR\x06csrPem\"O\n" +
 	"\rRenewResponse\x12'\n" +
 	"\x0fcertificate_pem\x18\x01 \x01(\fR\x0ecertificatePem\x12\x15\n" +
-	"\x06ca_pem\x18\x02 \x01(\fR\x05caPem\"\x95\x02\n" +
+	"\x06ca_pem\x18\x02 \x01(\fR\x05caPem\"\xce\x02\n" +
 	"\n" +
 	"ChildFrame\x12-\n" +
 	"\x05hello\x18\x01 \x01(\v2\x15.fornax.link.v1.HelloH\x00R\x05hello\x120\n" +
@@ -1792,14 +1957,16 @@ const file_fornax_link_v1_link_proto_rawDesc = "" +
 	"\theartbeat\x18\x03 \x01(\v2\x19.fornax.link.v1.HeartbeatH\x00R\theartbeat\x12'\n" +
 	"\x03ack\x18\x04 \x01(\v2\x13.fornax.link.v1.AckH\x00R\x03ack\x12:\n" +
 	"\n" +
-	"name_check\x18\x05 \x01(\v2\x19.fornax.link.v1.NameCheckH\x00R\tnameCheckB\x06\n" +
-	"\x04body\"\xb4\x02\n" +
+	"name_check\x18\x05 \x01(\v2\x19.fornax.link.v1.NameCheckH\x00R\tnameCheck\x127\n" +
+	"\thave_list\x18\x06 \x01(\v2\x18.fornax.link.v1.HaveListH\x00R\bhaveListB\x06\n" +
+	"\x04body\"\xf6\x02\n" +
 	"\vParentFrame\x123\n" +
 	"\awelcome\x18\x01 \x01(\v2\x17.fornax.link.v1.WelcomeH\x00R\awelcome\x12'\n" +
 	"\x03ack\x18\x02 \x01(\v2\x13.fornax.link.v1.AckH\x00R\x03ack\x127\n" +
 	"\x06resync\x18\x03 \x01(\v2\x1d.fornax.link.v1.ResyncRequestH\x00R\x06resync\x127\n" +
 	"\aobjects\x18\x04 \x01(\v2\x1b.fornax.link.v1.ObjectBatchH\x00R\aobjects\x12M\n" +
-	"\x11name_check_result\x18\x05 \x01(\v2\x1f.fornax.link.v1.NameCheckResultH\x00R\x0fnameCheckResultB\x06\n" +
+	"\x11name_check_result\x18\x05 \x01(\v2\x1f.fornax.link.v1.NameCheckResultH\x00R\x0fnameCheckResult\x12@\n" +
+	"\fhave_request\x18\x06 \x01(\v2\x1b.fornax.link.v1.HaveRequestH\x00R\vhaveRequestB\x06\n" +
 	"\x04body\"_\n" +
 	"\tNameCheck\x12\x1d\n" +
 	"\n" +
@@ -1811,7 +1978,7 @@ const file_fornax_link_v1_link_proto_rawDesc = "" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x14\n" +
 	"\x05taken\x18\x02 \x01(\bR\x05taken\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"\xc4\x02\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xe7\x02\n" +
 	"\x05Hello\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x18\n" +
 	"\acluster\x18\x02 \x01(\tR\acluster\x12#\n" +
@@ -1820,7 +1987,13 @@ const file_fornax_link_v1_link_proto_rawDesc = "" +
 	"\x0flast_report_seq\x18\x05 \x01(\x04R\rlastReportSeq\x121\n" +
 	"\x04have\x18\x06 \x03(\v2\x1d.fornax.link.v1.ObjectVersionR\x04have\x12,\n" +
 	"\x12report_interval_ms\x18\a \x01(\rR\x10reportIntervalMs\x122\n" +
-	"\x15heartbeat_interval_ms\x18\b \x01(\rR\x13heartbeatIntervalMs\"\xab\x01\n" +
+	"\x15heartbeat_interval_ms\x18\b \x01(\rR\x13heartbeatIntervalMs\x12!\n" +
+	"\fhave_digests\x18\t \x01(\fR\vhaveDigests\"'\n" +
+	"\vHaveRequest\x12\x18\n" +
+	"\abuckets\x18\x01 \x03(\rR\abuckets\"W\n" +
+	"\bHaveList\x12\x18\n" +
+	"\abuckets\x18\x01 \x03(\rR\abuckets\x121\n" +
+	"\x04have\x18\x02 \x03(\v2\x1d.fornax.link.v1.ObjectVersionR\x04have\"\xab\x01\n" +
 	"\aWelcome\x12)\n" +
 	"\x10protocol_version\x18\x01 \x01(\rR\x0fprotocolVersion\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\x04R\x05epoch\x12\x1d\n" +
@@ -1833,7 +2006,7 @@ const file_fornax_link_v1_link_proto_rawDesc = "" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x12\n" +
 	"\x04full\x18\x02 \x01(\bR\x04full\x128\n" +
 	"\bclusters\x18\x03 \x03(\v2\x1c.fornax.link.v1.ClusterStateR\bclusters\x12\x18\n" +
-	"\aremoved\x18\x04 \x03(\tR\aremoved\"\x9e\x03\n" +
+	"\aremoved\x18\x04 \x03(\tR\aremoved\"\xf0\x03\n" +
 	"\fClusterState\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06parent\x18\x02 \x01(\tR\x06parent\x12@\n" +
@@ -1842,7 +2015,10 @@ const file_fornax_link_v1_link_proto_rawDesc = "" +
 	"\tconnected\x18\x05 \x01(\bR\tconnected\x12)\n" +
 	"\x11last_seen_unix_ms\x18\x06 \x01(\x03R\x0elastSeenUnixMs\x12(\n" +
 	"\x10observed_unix_ms\x18\a \x01(\x03R\x0eobservedUnixMs\x128\n" +
-	"\bmissions\x18\b \x03(\v2\x1c.fornax.link.v1.MissionStateR\bmissions\x1a9\n" +
+	"\bmissions\x18\b \x03(\v2\x1c.fornax.link.v1.MissionStateR\bmissions\x12%\n" +
+	"\x0emissions_delta\x18\t \x01(\bR\rmissionsDelta\x12)\n" +
+	"\x10missions_removed\x18\n" +
+	" \x03(\tR\x0fmissionsRemoved\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfe\x02\n" +
@@ -1931,7 +2107,7 @@ func file_fornax_link_v1_link_proto_rawDescGZIP() []byte {
 	return file_fornax_link_v1_link_proto_rawDescData
 }
 
-var file_fornax_link_v1_link_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_fornax_link_v1_link_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_fornax_link_v1_link_proto_goTypes = []any{
 	(*JoinRequest)(nil),     // 0: fornax.link.v1.JoinRequest
 	(*JoinResponse)(nil),    // 1: fornax.link.v1.JoinResponse
@@ -1942,57 +2118,62 @@ var file_fornax_link_v1_link_proto_goTypes = []any{
 	(*NameCheck)(nil),       // 6: fornax.link.v1.NameCheck
 	(*NameCheckResult)(nil), // 7: fornax.link.v1.NameCheckResult
 	(*Hello)(nil),           // 8: fornax.link.v1.Hello
-	(*Welcome)(nil),         // 9: fornax.link.v1.Welcome
-	(*Report)(nil),          // 10: fornax.link.v1.Report
-	(*ClusterState)(nil),    // 11: fornax.link.v1.ClusterState
-	(*MissionState)(nil),    // 12: fornax.link.v1.MissionState
-	(*ResourceState)(nil),   // 13: fornax.link.v1.ResourceState
-	(*ClusterSummary)(nil),  // 14: fornax.link.v1.ClusterSummary
-	(*Heartbeat)(nil),       // 15: fornax.link.v1.Heartbeat
-	(*Ack)(nil),             // 16: fornax.link.v1.Ack
-	(*ResyncRequest)(nil),   // 17: fornax.link.v1.ResyncRequest
-	(*ObjectBatch)(nil),     // 18: fornax.link.v1.ObjectBatch
-	(*Object)(nil),          // 19: fornax.link.v1.Object
-	(*ObjectVersion)(nil),   // 20: fornax.link.v1.ObjectVersion
-	nil,                     // 21: fornax.link.v1.JoinRequest.LabelsEntry
-	nil,                     // 22: fornax.link.v1.ClusterState.LabelsEntry
-	nil,                     // 23: fornax.link.v1.ClusterSummary.CapacityEntry
-	nil,                     // 24: fornax.link.v1.ClusterSummary.AllocatableEntry
+	(*HaveRequest)(nil),     // 9: fornax.link.v1.HaveRequest
+	(*HaveList)(nil),        // 10: fornax.link.v1.HaveList
+	(*Welcome)(nil),         // 11: fornax.link.v1.Welcome
+	(*Report)(nil),          // 12: fornax.link.v1.Report
+	(*ClusterState)(nil),    // 13: fornax.link.v1.ClusterState
+	(*MissionState)(nil),    // 14: fornax.link.v1.MissionState
+	(*ResourceState)(nil),   // 15: fornax.link.v1.ResourceState
+	(*ClusterSummary)(nil),  // 16: fornax.link.v1.ClusterSummary
+	(*Heartbeat)(nil),       // 17: fornax.link.v1.Heartbeat
+	(*Ack)(nil),             // 18: fornax.link.v1.Ack
+	(*ResyncRequest)(nil),   // 19: fornax.link.v1.ResyncRequest
+	(*ObjectBatch)(nil),     // 20: fornax.link.v1.ObjectBatch
+	(*Object)(nil),          // 21: fornax.link.v1.Object
+	(*ObjectVersion)(nil),   // 22: fornax.link.v1.ObjectVersion
+	nil,                     // 23: fornax.link.v1.JoinRequest.LabelsEntry
+	nil,                     // 24: fornax.link.v1.ClusterState.LabelsEntry
+	nil,                     // 25: fornax.link.v1.ClusterSummary.CapacityEntry
+	nil,                     // 26: fornax.link.v1.ClusterSummary.AllocatableEntry
 }
 var file_fornax_link_v1_link_proto_depIdxs = []int32{
-	21, // 0: fornax.link.v1.JoinRequest.labels:type_name -> fornax.link.v1.JoinRequest.LabelsEntry
+	23, // 0: fornax.link.v1.JoinRequest.labels:type_name -> fornax.link.v1.JoinRequest.LabelsEntry
 	8,  // 1: fornax.link.v1.ChildFrame.hello:type_name -> fornax.link.v1.Hello
-	10, // 2: fornax.link.v1.ChildFrame.report:type_name -> fornax.link.v1.Report
-	15, // 3: fornax.link.v1.ChildFrame.heartbeat:type_name -> fornax.link.v1.Heartbeat
-	16, // 4: fornax.link.v1.ChildFrame.ack:type_name -> fornax.link.v1.Ack
+	12, // 2: fornax.link.v1.ChildFrame.report:type_name -> fornax.link.v1.Report
+	17, // 3: fornax.link.v1.ChildFrame.heartbeat:type_name -> fornax.link.v1.Heartbeat
+	18, // 4: fornax.link.v1.ChildFrame.ack:type_name -> fornax.link.v1.Ack
 	6,  // 5: fornax.link.v1.ChildFrame.name_check:type_name -> fornax.link.v1.NameCheck
-	9,  // 6: fornax.link.v1.ParentFrame.welcome:type_name -> fornax.link.v1.Welcome
-	16, // 7: fornax.link.v1.ParentFrame.ack:type_name -> fornax.link.v1.Ack
-	17, // 8: fornax.link.v1.ParentFrame.resync:type_name -> fornax.link.v1.ResyncRequest
-	18, // 9: fornax.link.v1.ParentFrame.objects:type_name -> fornax.link.v1.ObjectBatch
-	7,  // 10: fornax.link.v1.ParentFrame.name_check_result:type_name -> fornax.link.v1.NameCheckResult
-	20, // 11: fornax.link.v1.Hello.have:type_name -> fornax.link.v1.ObjectVersion
-	11, // 12: fornax.link.v1.Report.clusters:type_name -> fornax.link.v1.ClusterState
-	22, // 13: fornax.link.v1.ClusterState.labels:type_name -> fornax.link.v1.ClusterState.LabelsEntry
-	14, // 14: fornax.link.v1.ClusterState.summary:type_name -> fornax.link.v1.ClusterSummary
-	12, // 15: fornax.link.v1.ClusterState.missions:type_name -> fornax.link.v1.MissionState
-	13, // 16: fornax.link.v1.MissionState.resources:type_name -> fornax.link.v1.ResourceState
-	23, // 17: fornax.link.v1.ClusterSummary.capacity:type_name -> fornax.link.v1.ClusterSummary.CapacityEntry
-	24, // 18: fornax.link.v1.ClusterSummary.allocatable:type_name -> fornax.link.v1.ClusterSummary.AllocatableEntry
-	14, // 19: fornax.link.v1.Heartbeat.own:type_name -> fornax.link.v1.ClusterSummary
-	19, // 20: fornax.link.v1.ObjectBatch.objects:type_name -> fornax.link.v1.Object
-	20, // 21: fornax.link.v1.Object.version:type_name -> fornax.link.v1.ObjectVersion
-	0,  // 22: fornax.link.v1.Link.Join:input_type -> fornax.link.v1.JoinRequest
-	2,  // 23: fornax.link.v1.Link.Renew:input_type -> fornax.link.v1.RenewRequest
-	4,  // 24: fornax.link.v1.Link.Connect:input_type -> fornax.link.v1.ChildFrame
-	1,  // 25: fornax.link.v1.Link.Join:output_type -> fornax.link.v1.JoinResponse
-	3,  // 26: fornax.link.v1.Link.Renew:output_type -> fornax.link.v1.RenewResponse
-	5,  // 27: fornax.link.v1.Link.Connect:output_type -> fornax.link.v1.ParentFrame
-	25, // [25:28] is the sub-list for method output_type
-	22, // [22:25] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	10, // 6: fornax.link.v1.ChildFrame.have_list:type_name -> fornax.link.v1.HaveList
+	11, // 7: fornax.link.v1.ParentFrame.welcome:type_name -> fornax.link.v1.Welcome
+	18, // 8: fornax.link.v1.ParentFrame.ack:type_name -> fornax.link.v1.Ack
+	19, // 9: fornax.link.v1.ParentFrame.resync:type_name -> fornax.link.v1.ResyncRequest
+	20, // 10: fornax.link.v1.ParentFrame.objects:type_name -> fornax.link.v1.ObjectBatch
+	7,  // 11: fornax.link.v1.ParentFrame.name_check_result:type_name -> fornax.link.v1.NameCheckResult
+	9,  // 12: fornax.link.v1.ParentFrame.have_request:type_name -> fornax.link.v1.HaveRequest
+	22, // 13: fornax.link.v1.Hello.have:type_name -> fornax.link.v1.ObjectVersion
+	22, // 14: fornax.link.v1.HaveList.have:type_name -> fornax.link.v1.ObjectVersion
+	13, // 15: fornax.link.v1.Report.clusters:type_name -> fornax.link.v1.ClusterState
+	24, // 16: fornax.link.v1.ClusterState.labels:type_name -> fornax.link.v1.ClusterState.LabelsEntry
+	16, // 17: fornax.link.v1.ClusterState.summary:type_name -> fornax.link.v1.ClusterSummary
+	14, // 18: fornax.link.v1.ClusterState.missions:type_name -> fornax.link.v1.MissionState
+	15, // 19: fornax.link.v1.MissionState.resources:type_name -> fornax.link.v1.ResourceState
+	25, // 20: fornax.link.v1.ClusterSummary.capacity:type_name -> fornax.link.v1.ClusterSummary.CapacityEntry
+	26, // 21: fornax.link.v1.ClusterSummary.allocatable:type_name -> fornax.link.v1.ClusterSummary.AllocatableEntry
+	16, // 22: fornax.link.v1.Heartbeat.own:type_name -> fornax.link.v1.ClusterSummary
+	21, // 23: fornax.link.v1.ObjectBatch.objects:type_name -> fornax.link.v1.Object
+	22, // 24: fornax.link.v1.Object.version:type_name -> fornax.link.v1.ObjectVersion
+	0,  // 25: fornax.link.v1.Link.Join:input_type -> fornax.link.v1.JoinRequest
+	2,  // 26: fornax.link.v1.Link.Renew:input_type -> fornax.link.v1.RenewRequest
+	4,  // 27: fornax.link.v1.Link.Connect:input_type -> fornax.link.v1.ChildFrame
+	1,  // 28: fornax.link.v1.Link.Join:output_type -> fornax.link.v1.JoinResponse
+	3,  // 29: fornax.link.v1.Link.Renew:output_type -> fornax.link.v1.RenewResponse
+	5,  // 30: fornax.link.v1.Link.Connect:output_type -> fornax.link.v1.ParentFrame
+	28, // [28:31] is the sub-list for method output_type
+	25, // [25:28] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_fornax_link_v1_link_proto_init() }
@@ -2006,6 +2187,7 @@ func file_fornax_link_v1_link_proto_init() {
 		(*ChildFrame_Heartbeat)(nil),
 		(*ChildFrame_Ack)(nil),
 		(*ChildFrame_NameCheck)(nil),
+		(*ChildFrame_HaveList)(nil),
 	}
 	file_fornax_link_v1_link_proto_msgTypes[5].OneofWrappers = []any{
 		(*ParentFrame_Welcome)(nil),
@@ -2013,6 +2195,7 @@ func file_fornax_link_v1_link_proto_init() {
 		(*ParentFrame_Resync)(nil),
 		(*ParentFrame_Objects)(nil),
 		(*ParentFrame_NameCheckResult)(nil),
+		(*ParentFrame_HaveRequest)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2020,7 +2203,7 @@ func file_fornax_link_v1_link_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fornax_link_v1_link_proto_rawDesc), len(file_fornax_link_v1_link_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
