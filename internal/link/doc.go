@@ -28,13 +28,19 @@
 //
 //	child  → parent  Hello       first frame: protocol version, cluster name, epoch (random per
 //	                             fornaxd start), last report seq sent, objects held (kind,
-//	                             namespace, name, uid, generation), report/heartbeat intervals.
+//	                             namespace, name, generation, digest) or, beyond HaveDirectMax
+//	                             objects, 64 bucket digests of them (512 bytes), report/heartbeat
+//	                             intervals.
+//	parent → child   HaveRequest the buckets whose digests differ from what the parent would send.
+//	child  → parent  HaveList    what the child holds in those buckets.
 //	parent → child   Welcome     the version both speak (the lower), the epoch echoed, the last
 //	                             report seq of that epoch the parent has applied (0: send a full
 //	                             report), the parent's name, the child's path and depth.
 //	child  → parent  Report      seq (1, 2, 3 … within an epoch, no gaps); full (every cluster of
 //	                             the subtree; those not listed are gone) or partial (changes
-//	                             since seq-1 plus removed names); one ClusterState per cluster.
+//	                             since seq-1 plus removed names); one ClusterState per cluster,
+//	                             in a partial report with only the missions whose state changed
+//	                             (missions_delta, missions_removed).
 //	parent → child   Ack         the highest report seq applied. The child keeps unacknowledged
 //	                             changes and folds them into its next report.
 //	child  → parent  Heartbeat   every heartbeat interval: the last report seq, a digest of the
@@ -42,18 +48,25 @@
 //	parent → child   Resync      the parent's state differs from the digest, or has a gap in seq:
 //	                             the child answers with a full report.
 //	parent → child   ObjectBatch desired objects (missions, network objects) with generations,
-//	                             numbered like reports; full or partial.
-//	child  → parent  Ack         the highest object batch seq applied.
+//	                             numbered like reports; each object new or changed, deleted (a
+//	                             deletion someone asked for), or orphaned (the parent does not
+//	                             know it: kept, deleted after the child's grace unless sent again).
+//	child  → parent  Ack         the highest object batch seq stored; a deleted mission stays at
+//	                             the parent (finalizer) until every child that may hold it has
+//	                             acknowledged its deletion.
 //
 // # Resync
 //
 // Nothing is re-listed unless a side has lost its state. After a reconnect
-// the child's Hello says which epoch and seq it has sent and which objects (at
-// which generations) it holds; the parent's Welcome says which report of that
-// epoch it has applied. Only reports after that seq travel, folded into one
-// partial report; only objects whose generation differs travel down. A
-// restarted child (new epoch) or a restarted parent (no record of the epoch)
-// leads to one full report, which is counted and reported.
+// the child's Hello says which epoch and seq it has sent and what it holds
+// (the list, or bucket digests: then the parent asks for the buckets that
+// differ); the parent's Welcome says which report of that epoch it has
+// applied. Only reports after that seq travel, folded into one partial report
+// carrying only the missions whose state changed; only objects whose digest
+// differs travel down. A restarted child (new epoch) or a restarted parent (no
+// record of the epoch) leads to one full report, which is counted and
+// reported. An unreachable parent never causes a deletion; a parent that has
+// lost its state causes orphan notices, not deletions.
 //
 // # Status writes
 //
@@ -65,5 +78,7 @@
 // # Protocol versions
 //
 //	1  2026-11-21  first version: Join, Renew, Connect with Hello/Welcome, Report/Ack,
-//	               Heartbeat with digest, ResyncRequest, ObjectBatch.
+//	               Heartbeat with digest, ResyncRequest, ObjectBatch, NameCheck; before
+//	               any release: bucket digests (HaveRequest/HaveList), mission deltas,
+//	               orphan notices.
 package link

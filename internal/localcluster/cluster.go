@@ -104,14 +104,14 @@ type Cluster struct {
 	// Server is the API server's URL.
 	Server string
 
-	opts   Options
-	pki    *pki
-	procs  processSet
+	opts  Options
+	pki   *pki
+	procs processSet
 	// The datastore's ports, for a restart.
 	storePort, peerPort int
-	log    *slog.Logger
-	client kubernetes.Interface
-	rest   *rest.Config
+	log                 *slog.Logger
+	client              kubernetes.Interface
+	rest                *rest.Config
 
 	mu         sync.Mutex
 	nodeGroups map[string]*process // kwok process per node group; nil when stopped

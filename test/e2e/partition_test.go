@@ -2,11 +2,12 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
-	"net/http"
 	"regexp"
 	"slices"
 	"strings"
@@ -200,8 +201,8 @@ func TestPartition(t *testing.T) {
 		// unreachable parent says nothing about what it wants.
 		waitFor(t, 2*orphanGrace+30*time.Second, "the cut to outlast the orphan grace with every workload in place", func(ctx context.Context) (bool, error) {
 			for _, n := range []string{"kept", "updated", "deleted"} {
-				if _, ok, err := configMap(ctx, us, n); !ok || err != nil {
-					return false, fmt.Errorf("ConfigMap %s gone at us during the cut (%v)", n, err)
+				if _, ok, err := configMap(ctx, us, n); err != nil || !ok {
+					return false, errors.Join(fmt.Errorf("ConfigMap %s gone at us during the cut", n), err)
 				}
 			}
 			return time.Since(cutAt) > orphanGrace+5*time.Second, nil
@@ -570,8 +571,8 @@ spec:
 				orphaned[o.Name] = true
 			}
 			for _, n := range []string{"f-adopted", "f-dropped"} {
-				if _, ok, err := configMap(ctx, us, n); !ok || err != nil {
-					return false, fmt.Errorf("ConfigMap %s gone at us before its grace period (%v)", n, err)
+				if _, ok, err := configMap(ctx, us, n); err != nil || !ok {
+					return false, errors.Join(fmt.Errorf("ConfigMap %s gone at us before its grace period", n), err)
 				}
 			}
 			return orphaned["f-adopted"] && orphaned["f-dropped"] && len(orphaned) == 2, nil
@@ -584,8 +585,8 @@ spec:
 			if _, ok, err := configMap(ctx, us, "f-dropped"); ok || err != nil {
 				return false, err
 			}
-			if _, ok, err := configMap(ctx, us, "f-adopted"); !ok || err != nil {
-				return false, fmt.Errorf("the adopted mission's ConfigMap is gone (%v)", err)
+			if _, ok, err := configMap(ctx, us, "f-adopted"); err != nil || !ok {
+				return false, errors.Join(errors.New("the adopted mission's ConfigMap is gone"), err)
 			}
 			ec, err := tr.ec(t, ctx, "us")
 			if err != nil || len(ec.Status.OrphanedMissions) != 0 {
