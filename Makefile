@@ -57,7 +57,7 @@ bench: tools ## Run the benchmarks: cluster start, link (1,000 simulated cluster
 	@$(GO) test -run '^$$' -bench . -benchtime=1x $(BENCH_FLAGS) -timeout 60m ./test/...
 
 .PHONY: demo
-demo: tools build ## Start a root and three edge clusters (one K3s-style), join them with Fornax, print the tree.
+demo: tools build ## Start a root and a tree of four edge clusters two deep (one K3s-style), join them with Fornax, deliver sample missions, print the tree.
 	@$(BIN)/fornaxctl demo up
 
 .PHONY: demo-down

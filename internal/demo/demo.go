@@ -1,13 +1,16 @@
-// Package demo starts and stops the local demo tree: a root cluster and edge
-// clusters made of real, pinned Kubernetes binaries (see localcluster), joined
-// with Fornax the way docs/link.md tells an operator to: the root's hub
-// (fornaxd --listen), a token per edge, the join, and fornaxd in each edge.
+// Package demo starts and stops the local demo tree: a root cluster and a
+// cascade of edge clusters made of real, pinned Kubernetes binaries (see
+// localcluster), joined with Fornax the way docs/link.md tells an operator to
+// (init and fornaxd --listen at each parent, a token per child, the join,
+// fornaxd in each child), then sample missions delivered and the tree
+// printed.
 package demo
 
 import (
 	"context"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -21,11 +24,14 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
 
 	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
+	"github.com/fornax-edge/fornax/examples"
 	"github.com/fornax-edge/fornax/internal/bootstrap"
 	"github.com/fornax-edge/fornax/internal/certs"
 	"github.com/fornax-edge/fornax/internal/install"
@@ -38,14 +44,27 @@ type Site struct {
 	Name   string
 	Flavor localcluster.Flavor
 	Nodes  int
+	// Parent is the cluster it joins ("" for the root); a parent comes
+	// before its children in Topology.
+	Parent string
+	// Labels it joins with.
+	Labels map[string]string
 }
 
-// Topology is the demo tree: the root first, then the edge clusters.
+// Topology is the demo tree, parents before children:
+//
+//	root
+//	├── eu (a middle cluster)
+//	│   ├── dublin
+//	│   └── factory-7 (K3s-style)
+//	└── us
 var Topology = []Site{
 	{Name: "root", Flavor: localcluster.FlavorK8s, Nodes: 1},
-	{Name: "eu-west", Flavor: localcluster.FlavorK8s, Nodes: 2},
-	{Name: "eu-central", Flavor: localcluster.FlavorK8s, Nodes: 2},
-	{Name: "factory-7", Flavor: localcluster.FlavorK3s, Nodes: 2},
+	{Name: "eu", Flavor: localcluster.FlavorK8s, Nodes: 1, Parent: "root", Labels: map[string]string{"topology.fornax.io/region": "eu"}},
+	{Name: "us", Flavor: localcluster.FlavorK8s, Nodes: 1, Parent: "root", Labels: map[string]string{"topology.fornax.io/region": "us"}},
+	{Name: "dublin", Flavor: localcluster.FlavorK8s, Nodes: 2, Parent: "eu", Labels: map[string]string{"topology.fornax.io/site": "dublin"}},
+	{Name: "factory-7", Flavor: localcluster.FlavorK3s, Nodes: 2, Parent: "eu",
+		Labels: map[string]string{"topology.fornax.io/site": "factory-7", "topology.fornax.io/org": "manufacturing"}},
 }
 
 // Options configure Up and Down.
@@ -96,25 +115,105 @@ func Up(ctx context.Context, o Options) error {
 		return err
 	}
 	root := clusters[0]
+	fmt.Fprintf(o.Out, "Applying the sample missions at the root (kubectl apply -f examples/missions/)\n")
+	if err := applyExamples(ctx, root); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.Out, "Waiting for them to be Ready in every cluster they select\n")
+	if err := waitMissionsReady(ctx, root); err != nil {
+		return err
+	}
 	fmt.Fprintf(o.Out, "Demo ready in %s\n\n", time.Since(began).Round(100*time.Millisecond))
 	if err := PrintClusters(ctx, o.Out, clusters); err != nil {
 		return err
 	}
 	binDir, _ := binDir(o)
 	kubectl := filepath.Join(binDir, localcluster.BinKubectl)
-	tree, err := exec.CommandContext(ctx, kubectl, "--kubeconfig", root.Kubeconfig, "get", "edgeclusters").CombinedOutput()
+	fornaxctl, err := os.Executable()
 	if err != nil {
-		return fmt.Errorf("kubectl get edgeclusters at the root: %w: %s", err, tree)
+		return err
 	}
-	fmt.Fprintf(o.Out, "\nAt the root, kubectl get edgeclusters:\n%s", tree)
+	for _, step := range []struct {
+		title string
+		cmd   []string
+	}{
+		{"fornaxctl get clusters --tree", []string{fornaxctl, "get", "clusters", "--tree", "--kubeconfig", root.Kubeconfig}},
+		{"kubectl get edgeclusters", []string{kubectl, "--kubeconfig", root.Kubeconfig, "get", "edgeclusters"}},
+		{"kubectl get missions -A", []string{kubectl, "--kubeconfig", root.Kubeconfig, "get", "missions", "-A"}},
+		{"fornaxctl mission status shop -N shop", []string{fornaxctl, "mission", "status", "shop", "-N", "shop", "--kubeconfig", root.Kubeconfig}},
+	} {
+		out, err := exec.CommandContext(ctx, step.cmd[0], step.cmd[1:]...).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%s at the root: %w: %s", step.title, err, out)
+		}
+		fmt.Fprintf(o.Out, "\nAt the root, %s:\n%s", step.title, out)
+	}
 	fmt.Fprintf(o.Out, `
-Explore with the pinned kubectl and fornaxctl:
+The root's kubeconfig: %s
+Explore:
   export KUBECONFIG=%s
   %s get edgeclusters -o wide
-  %s get clusters
-  %s --kubeconfig %s get nodes
+  %s get missions -A
+  %s get clusters --tree
+  %s --kubeconfig %s -n shop get pods    # in factory-7, two levels below the root
 Stop everything with: make demo-down
-`, root.Kubeconfig, kubectl, filepath.Join(binDir, "fornaxctl"), kubectl, clusters[len(clusters)-1].Kubeconfig)
+`, root.Kubeconfig, root.Kubeconfig, kubectl, kubectl, fornaxctl, kubectl, clusters[len(clusters)-1].Kubeconfig)
+	return nil
+}
+
+// applyExamples applies examples/missions at the root with server-side
+// apply, as 'kubectl apply --server-side -f examples/missions/' does.
+func applyExamples(ctx context.Context, root *localcluster.Cluster) error {
+	c, err := client.New(root.RESTConfig(), client.Options{})
+	if err != nil {
+		return err
+	}
+	entries, err := fs.ReadDir(examples.Missions, "missions")
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		raw, err := fs.ReadFile(examples.Missions, "missions/"+e.Name())
+		if err != nil {
+			return err
+		}
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal(raw, &u.Object); err != nil {
+			return fmt.Errorf("examples/missions/%s: %w", e.Name(), err)
+		}
+		if err := c.Patch(ctx, u, client.Apply, client.FieldOwner("fornax-demo"), client.ForceOwnership); err != nil { //nolint:staticcheck // client.Apply with unstructured needs no apply configurations
+			return fmt.Errorf("applying examples/missions/%s at the root: %w", e.Name(), err)
+		}
+	}
+	return nil
+}
+
+// waitMissionsReady waits until every mission at the root is Ready.
+func waitMissionsReady(ctx context.Context, root *localcluster.Cluster) error {
+	c, err := edgeClient(root)
+	if err != nil {
+		return err
+	}
+	var last string
+	err = wait.PollUntilContextTimeout(ctx, 500*time.Millisecond, 3*time.Minute, true, func(ctx context.Context) (bool, error) {
+		list := &edgev1alpha1.MissionList{}
+		if err := c.List(ctx, list); err != nil || len(list.Items) == 0 {
+			return false, nil
+		}
+		for _, m := range list.Items {
+			cond := meta.FindStatusCondition(m.Status.Conditions, edgev1alpha1.MissionReady)
+			if cond == nil || cond.Status != metav1.ConditionTrue {
+				if cond != nil {
+					last = fmt.Sprintf("mission %s/%s: %s", m.Namespace, m.Name, cond.Message)
+				}
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the sample missions to be Ready (%s): %w", last, err)
+	}
 	return nil
 }
 
@@ -125,8 +224,9 @@ func binDir(o Options) (string, error) {
 	return localcluster.FindBinDir()
 }
 
-// joinTree makes the first cluster the parent of the others, with the same
-// steps as 'fornaxctl init', 'token create', 'join' and fornaxd.
+// joinTree joins the clusters into the tree of Topology, with the same
+// steps as 'fornaxctl init', 'token create', 'join' and fornaxd: a parent is
+// initialised and serves its children before they join it.
 func joinTree(ctx context.Context, o Options, clusters []*localcluster.Cluster) error {
 	dir, err := binDir(o)
 	if err != nil {
@@ -136,57 +236,105 @@ func joinTree(ctx context.Context, o Options, clusters []*localcluster.Cluster) 
 	if err != nil {
 		return err
 	}
-	root, edges := clusters[0], clusters[1:]
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	byName := map[string]*localcluster.Cluster{}
+	for _, c := range clusters {
+		byName[c.Name] = c
+	}
+	isParent := map[string]bool{}
+	for _, s := range Topology {
+		isParent[s.Parent] = true
+	}
+	root := clusters[0]
+	rootCli, err := edgeClient(root)
 	if err != nil {
 		return err
 	}
-	endpoint := l.Addr().String()
-	l.Close()
-
-	fmt.Fprintf(o.Out, "Initialising %s as the root (fornaxctl init) and starting its hub on %s\n", root.Name, endpoint)
-	if err := install.API(ctx, root.RESTConfig()); err != nil {
-		return fmt.Errorf("installing Fornax's API into %s: %w", root.Name, err)
-	}
-	ca, _, err := install.Hub(ctx, root.Client(), install.Namespace, root.Name, endpoint)
-	if err != nil {
-		return err
-	}
-	quiet := []string{"--metrics-bind-address", "0", "--health-bind-address", "0"}
-	if _, err := root.Run("fornaxd", fornaxd, append([]string{"--kubeconfig", root.Kubeconfig,
-		"--cluster-name", root.Name, "--listen", endpoint}, quiet...)...); err != nil {
-		return err
-	}
-	if err := waitListening(ctx, endpoint); err != nil {
-		return fmt.Errorf("the root's fornaxd did not start (log: %s/logs/fornaxd.log): %w", root.Dir, err)
-	}
-	for _, e := range edges {
-		token, _, err := bootstrap.Create(ctx, root.Client(), install.Namespace, time.Hour, 1, "demo: "+e.Name)
-		if err != nil {
+	endpoints, caHashes := map[string]string{}, map[string]string{}
+	quiet := []string{"--metrics-bind-address", "0", "--health-bind-address", "0", "--report-interval", "1s"}
+	for _, s := range Topology {
+		c := byName[s.Name]
+		args := append([]string{"--kubeconfig", c.Kubeconfig}, quiet...)
+		if s.Parent != "" {
+			parent := byName[s.Parent]
+			token, _, err := bootstrap.Create(ctx, parent.Client(), install.Namespace, time.Hour, 1, "demo: "+s.Name)
+			if err != nil {
+				return err
+			}
+			uid, err := join.ClusterUID(ctx, c.Client())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(o.Out, "  %-12sjoining %s (fornaxctl join --name %s)\n", s.Name, s.Parent, s.Name)
+			creds, err := join.Join(ctx, join.Request{Parent: endpoints[s.Parent], Token: token, CAHash: caHashes[s.Parent], Name: s.Name,
+				Labels: s.Labels}, uid)
+			if err != nil {
+				return fmt.Errorf("joining %s to %s: %w", s.Name, s.Parent, err)
+			}
+			if err := join.Save(ctx, c.Client(), install.Namespace, creds); err != nil {
+				return err
+			}
+			if err := install.API(ctx, c.RESTConfig()); err != nil {
+				return err
+			}
+		}
+		if isParent[s.Name] {
+			endpoint, err := freeAddr()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(o.Out, "  %-12sinitialising as a parent (fornaxctl init) and serving children on %s\n", s.Name, endpoint)
+			if err := install.API(ctx, c.RESTConfig()); err != nil {
+				return fmt.Errorf("installing Fornax's API into %s: %w", s.Name, err)
+			}
+			ca, _, err := install.Hub(ctx, c.Client(), install.Namespace, s.Name, endpoint)
+			if err != nil {
+				return err
+			}
+			endpoints[s.Name], caHashes[s.Name] = endpoint, certs.Hash(ca.Cert)
+			args = append(args, "--listen", endpoint)
+			if s.Parent == "" {
+				args = append(args, "--cluster-name", s.Name)
+			}
+		}
+		if _, err := c.Run("fornaxd", fornaxd, args...); err != nil {
 			return err
 		}
-		uid, err := join.ClusterUID(ctx, e.Client())
-		if err != nil {
-			return err
+		if isParent[s.Name] {
+			if err := waitListening(ctx, endpoints[s.Name]); err != nil {
+				return fmt.Errorf("the fornaxd of %s did not start (log: %s/logs/fornaxd.log): %w", s.Name, c.Dir, err)
+			}
 		}
-		fmt.Fprintf(o.Out, "  %-12sjoining (fornaxctl join --name %s) and starting fornaxd\n", e.Name, e.Name)
-		creds, err := join.Join(ctx, join.Request{Parent: endpoint, Token: token, CAHash: certs.Hash(ca.Cert), Name: e.Name,
-			Labels: siteLabels[e.Name]}, uid)
-		if err != nil {
-			return err
-		}
-		if err := join.Save(ctx, e.Client(), install.Namespace, creds); err != nil {
-			return err
-		}
-		if err := install.API(ctx, e.RESTConfig()); err != nil {
-			return err
-		}
-		if _, err := e.Run("fornaxd", fornaxd, append([]string{"--kubeconfig", e.Kubeconfig, "--report-interval", "2s"}, quiet...)...); err != nil {
-			return err
+		if s.Parent != "" && isParent[s.Name] {
+			// Its children's joins ask up the tree whether their names are
+			// free: its uplink must be up first.
+			if err := waitCondition(ctx, rootCli, []string{s.Name}, edgev1alpha1.EdgeClusterConnected); err != nil {
+				return fmt.Errorf("%s did not connect to %s (log: %s/logs/fornaxd.log): %w", s.Name, s.Parent, c.Dir, err)
+			}
 		}
 	}
 	fmt.Fprintf(o.Out, "Waiting for every edge cluster to be Ready at the root\n")
-	return waitReady(ctx, root, len(edges))
+	var names []string
+	for _, s := range Topology[1:] {
+		names = append(names, s.Name)
+	}
+	return waitCondition(ctx, rootCli, names, edgev1alpha1.EdgeClusterReady)
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+func edgeClient(c *localcluster.Cluster) (client.Client, error) {
+	scheme := runtime.NewScheme()
+	if err := edgev1alpha1.AddToScheme(scheme); err != nil {
+		return nil, err
+	}
+	return client.New(c.RESTConfig(), client.Options{Scheme: scheme})
 }
 
 // fornaxdPath finds fornaxd next to the running program (fornaxctl), else in
@@ -205,13 +353,6 @@ func fornaxdPath(binDir string) (string, error) {
 	return "", fmt.Errorf("fornaxd not found (looked at %s): run 'make build' (make demo does)", strings.Join(tried, ", "))
 }
 
-// siteLabels are the topology labels the demo's edge clusters join with.
-var siteLabels = map[string]map[string]string{
-	"eu-west":    {"topology.fornax.io/region": "eu", "topology.fornax.io/site": "dublin"},
-	"eu-central": {"topology.fornax.io/region": "eu", "topology.fornax.io/site": "frankfurt"},
-	"factory-7":  {"topology.fornax.io/region": "eu", "topology.fornax.io/org": "manufacturing"},
-}
-
 func waitListening(ctx context.Context, addr string) error {
 	return wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
 		var d net.Dialer
@@ -223,27 +364,20 @@ func waitListening(ctx context.Context, addr string) error {
 	})
 }
 
-func waitReady(ctx context.Context, root *localcluster.Cluster, n int) error {
-	scheme := runtime.NewScheme()
-	if err := edgev1alpha1.AddToScheme(scheme); err != nil {
-		return err
-	}
-	c, err := client.New(root.RESTConfig(), client.Options{Scheme: scheme})
-	if err != nil {
-		return err
-	}
-	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
-		list := &edgev1alpha1.EdgeClusterList{}
-		if err := c.List(ctx, list); err != nil {
-			return false, nil
-		}
-		ready := 0
-		for _, ec := range list.Items {
-			if cond := meta.FindStatusCondition(ec.Status.Conditions, edgev1alpha1.EdgeClusterReady); cond != nil && cond.Status == metav1.ConditionTrue {
-				ready++
+// waitCondition waits until the root shows each named cluster with the
+// condition True.
+func waitCondition(ctx context.Context, c client.Client, names []string, cond string) error {
+	return wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, 2*time.Minute, true, func(ctx context.Context) (bool, error) {
+		for _, n := range names {
+			ec := &edgev1alpha1.EdgeCluster{}
+			if err := c.Get(ctx, client.ObjectKey{Name: n}, ec); err != nil {
+				return false, nil
+			}
+			if c := meta.FindStatusCondition(ec.Status.Conditions, cond); c == nil || c.Status != metav1.ConditionTrue {
+				return false, nil
 			}
 		}
-		return ready == n, nil
+		return true, nil
 	})
 }
 

@@ -26,6 +26,10 @@ var (
 		Name: "fornax_hub_objects_sent_total",
 		Help: "Objects (missions and their deletions) sent down to children.",
 	})
+	fullReports = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "fornax_hub_full_reports_total",
+		Help: "Full reports received (a child or this hub lost its state, or a resync was asked for); incremental ones are the rule.",
+	})
 	protocolErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "fornax_hub_protocol_errors_total",
 		Help: "Streams closed because a child sent an invalid frame.",
@@ -33,5 +37,5 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(statusWrites, framesReceived, joins, connectedChildren, objectsSent, protocolErrors)
+	metrics.Registry.MustRegister(statusWrites, framesReceived, joins, connectedChildren, objectsSent, protocolErrors, fullReports)
 }

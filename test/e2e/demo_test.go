@@ -42,13 +42,20 @@ func TestDemoUpDown(t *testing.T) {
 		out := run("demo", "up")
 		for _, want := range []*regexp.Regexp{
 			regexp.MustCompile(`(?m)^root\s+k8s\s+v1\.\d+\.\d+\s+1/1\s+\S+/root/kubeconfig$`),
-			regexp.MustCompile(`(?m)^eu-west\s+k8s\s+v1\.\d+\.\d+\s+2/2\s`),
-			regexp.MustCompile(`(?m)^eu-central\s+k8s\s+v1\.\d+\.\d+\s+2/2\s`),
+			regexp.MustCompile(`(?m)^eu\s+k8s\s+v1\.\d+\.\d+\s+1/1\s`),
+			regexp.MustCompile(`(?m)^us\s+k8s\s+v1\.\d+\.\d+\s+1/1\s`),
+			regexp.MustCompile(`(?m)^dublin\s+k8s\s+v1\.\d+\.\d+\s+2/2\s`),
 			regexp.MustCompile(`(?m)^factory-7\s+k3s\s+v1\.\d+\.\d+\s+2/2\s`),
+			// the tree, two levels deep
+			regexp.MustCompile(`(?m)^[│ ]\s+[├└]── factory-7\s+Ready\s+k3s`),
+			regexp.MustCompile(`(?m)^[├└]── us\s+Ready`),
+			// kubectl get edgeclusters: the grandchildren with their parent
+			regexp.MustCompile(`(?m)^factory-7\s+eu\s+Connected\s+True\s+v1\.\d+\.\d+\s+k3s\s+2\s+2\s`),
+			regexp.MustCompile(`(?m)^dublin\s+eu\s+Connected\s+True\s`),
+			// the sample missions Ready everywhere they go
+			regexp.MustCompile(`(?m)^shop\s+shop\s+3\s+3\s+0\s+0\s`),
+			regexp.MustCompile(`(?m)^shop\s+telemetry\s+4\s+4\s+0\s+0\s`),
 			regexp.MustCompile(`export KUBECONFIG=\S+/root/kubeconfig`),
-			regexp.MustCompile(`(?m)^eu-west\s+root\s+Connected\s+True\s+v1\.\d+\.\d+\s+k8s\s+2\s+2\s`),
-			regexp.MustCompile(`(?m)^eu-central\s+root\s+Connected\s+True\s+v1\.\d+\.\d+\s+k8s\s+2\s+2\s`),
-			regexp.MustCompile(`(?m)^factory-7\s+root\s+Connected\s+True\s+v1\.\d+\.\d+\s+k3s\s+2\s+2\s`),
 		} {
 			if !want.MatchString(out) {
 				t.Errorf("run %d: output lacks %s", i+1, want)
@@ -62,14 +69,14 @@ func TestDemoUpDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 4 clusters: etcd or kine, API server, controller-manager, scheduler,
+	// 5 clusters: etcd or kine, API server, controller-manager, scheduler,
 	// kwok, fornaxd.
-	if len(procs) != 24 {
-		t.Errorf("demo runs %d processes, want 24 (a previous run's processes left behind?)", len(procs))
+	if len(procs) != 30 {
+		t.Errorf("demo runs %d processes, want 30 (a previous run's processes left behind?)", len(procs))
 	}
 
 	out := run("demo", "down")
-	if !strings.Contains(out, "Demo stopped (24 processes)") {
+	if !strings.Contains(out, "Demo stopped (30 processes)") {
 		t.Errorf("demo down said %q", out)
 	}
 	if left, _ := localcluster.FindProcesses(dir, 0); len(left) > 0 {
