@@ -36,8 +36,9 @@ verify-generate: ## Fail if generated files are out of date with api/ and proto/
 	@hack/generate.sh --verify
 
 .PHONY: build
-build: ## Build Fornax's binaries into bin/.
+build: ## Build Fornax's binaries into bin/ (and fornaxctl as the kubectl plugin kubectl-fornax).
 	@$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(PRODUCT_BINS))
+	@ln -sf fornaxctl $(BIN)/kubectl-fornax
 
 .PHONY: lint
 lint: ## gofmt, go vet and golangci-lint (.golangci.yml).

@@ -7,14 +7,22 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
+
+	"github.com/spf13/cobra"
 
 	"github.com/fornax-edge/fornax/internal/fornaxctl"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := fornaxctl.NewCommand().ExecuteContext(ctx)
+	cmd := fornaxctl.NewCommand()
+	if filepath.Base(os.Args[0]) == "kubectl-fornax" {
+		// Help as kubectl shows the plugin.
+		cmd.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl fornax"}
+	}
+	err := cmd.ExecuteContext(ctx)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)

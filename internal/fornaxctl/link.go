@@ -1,10 +1,13 @@
 package fornaxctl
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"net"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -23,6 +26,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
+	"github.com/fornax-edge/fornax/config/admission"
+	"github.com/fornax-edge/fornax/config/crd"
+	"github.com/fornax-edge/fornax/config/deploy"
 	"github.com/fornax-edge/fornax/internal/bootstrap"
 	"github.com/fornax-edge/fornax/internal/certs"
 	"github.com/fornax-edge/fornax/internal/install"
@@ -74,7 +80,8 @@ func (f *clusterFlags) clients() (*rest.Config, kubernetes.Interface, client.Cli
 
 func newInitCommand() *cobra.Command {
 	var f clusterFlags
-	var endpoint, name string
+	var endpoint, name, image string
+	var printOnly bool
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Prepare this cluster to be a Fornax parent (CRDs, hub CA)",
@@ -93,6 +100,13 @@ the cluster name defaults to the name it joined with.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			out := cmd.OutOrStdout()
+			if printOnly {
+				host := endpoint
+				if h, _, err := net.SplitHostPort(endpoint); err == nil {
+					host = h
+				}
+				return printManifests(out, "hub", deploy.Options{Image: image, ClusterName: name, Advertise: host})
+			}
 			cfg, kube, _, err := f.clients()
 			if err != nil {
 				return err
@@ -134,7 +148,35 @@ the cluster name defaults to the name it joined with.`,
 	f.add(cmd)
 	cmd.Flags().StringVar(&endpoint, "endpoint", "", "host:port where children reach this cluster's fornaxd (printed in join commands)")
 	cmd.Flags().StringVar(&name, "cluster-name", "root", "this cluster's name in the tree (default: the name it joined with, else root)")
+	cmd.Flags().BoolVar(&printOnly, "print", false, "print the manifests that run fornaxd here (CRDs, admission policy, RBAC, Deployment, Service, PodDisruptionBudget) for GitOps, and change nothing; the hub CA still comes from a plain 'fornaxctl init'")
+	cmd.Flags().StringVar(&image, "image", deploy.DefaultImage, "fornaxd image in the printed manifests")
 	return cmd
+}
+
+// printManifests prints Fornax's CRDs and admission policy, then the
+// manifests of config/deploy/<dir>.
+func printManifests(out io.Writer, dir string, o deploy.Options) error {
+	var docs [][]byte
+	for _, fsys := range []fs.FS{crd.FS, admission.FS} {
+		objs, err := install.Manifests(fsys)
+		if err != nil {
+			return err
+		}
+		for _, u := range objs {
+			b, err := yaml.Marshal(u.Object)
+			if err != nil {
+				return err
+			}
+			docs = append(docs, b)
+		}
+	}
+	rest, err := deploy.Render(dir, o)
+	if err != nil {
+		return err
+	}
+	docs = append(docs, rest)
+	_, err = out.Write(bytes.Join(docs, []byte("---\n")))
+	return err
 }
 
 func newTokenCommand() *cobra.Command {
@@ -231,6 +273,8 @@ func newJoinCommand() *cobra.Command {
 	var f clusterFlags
 	var req join.Request
 	var labels []string
+	var printOnly bool
+	var image string
 	cmd := &cobra.Command{
 		Use:   "join",
 		Short: "Join this cluster to a parent with a token",
@@ -246,6 +290,9 @@ cluster: its agent role connects to the parent.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx := cmd.Context()
 			out := cmd.OutOrStdout()
+			if printOnly {
+				return printManifests(out, "agent", deploy.Options{Image: image})
+			}
 			if req.Parent == "" || req.Token == "" || req.CAHash == "" || req.Name == "" {
 				return fmt.Errorf("--parent, --token, --ca-hash and --name are required: copy the command printed by 'fornaxctl token create' at the parent")
 			}
@@ -283,6 +330,8 @@ cluster: its agent role connects to the parent.`,
 	cmd.Flags().StringVar(&req.CAHash, "ca-hash", "", "the parent's CA hash, sha256:<hex>, from 'fornaxctl token create'")
 	cmd.Flags().StringVar(&req.Name, "name", "", "this cluster's name in the tree (unique, a DNS label)")
 	cmd.Flags().StringSliceVar(&labels, "labels", nil, "labels for this cluster's EdgeCluster, k=v,k=v (topology: region, site, org, ...)")
+	cmd.Flags().BoolVar(&printOnly, "print", false, "print the manifests that run fornaxd here (CRDs, admission policy, RBAC incl. what missions may deploy, Deployment, PodDisruptionBudget) for GitOps, and change nothing; the join itself still needs a plain 'fornaxctl join'")
+	cmd.Flags().StringVar(&image, "image", deploy.DefaultImage, "fornaxd image in the printed manifests")
 	return cmd
 }
 

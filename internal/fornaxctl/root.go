@@ -17,6 +17,6 @@ clusters at any depth, and reports their status back to the root.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newInitCommand(), newTokenCommand(), newJoinCommand(), newGetCommand(), newRemoveCommand(), newMissionCommand(), newDemoCommand())
+	root.AddCommand(newInitCommand(), newTokenCommand(), newJoinCommand(), newGetCommand(), newRemoveCommand(), newMissionCommand(), newDescribeCommand(), newDemoCommand())
 	return root
 }

@@ -13,6 +13,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"k8s.io/client-go/tools/events"
 	"log/slog"
 	"net"
 	"sync"
@@ -76,6 +77,9 @@ type Options struct {
 	// CheckNameUp, for a middle cluster, asks the parent whether a name is
 	// taken anywhere in the tree (err when the parent cannot be asked).
 	CheckNameUp func(ctx context.Context, name, uid string) (taken bool, message string, err error)
+	// Events records Kubernetes Events on EdgeClusters and Missions (link
+	// up and down, readiness, orphans, deletions); nil records none.
+	Events events.EventRecorder
 }
 
 func (o *Options) complete() error {

@@ -3,6 +3,7 @@ package hub
 import (
 	"context"
 	"fmt"
+	corev1 "k8s.io/api/core/v1"
 	"slices"
 	"sort"
 	"strings"
@@ -193,6 +194,7 @@ func (h *Hub) finishDeletion(ctx context.Context, m *edgev1alpha1.Mission, clust
 			return reconcile.Result{}, fmt.Errorf("releasing mission %s/%s: %w", m.Namespace, m.Name, err)
 		}
 		h.log.Info("mission deleted below", "mission", m.Namespace+"/"+m.Name)
+		h.record(m, []kubeEvent{{corev1.EventTypeNormal, "DeletedBelow", "every cluster below that held it has deleted it"}})
 		return reconcile.Result{}, nil
 	}
 	msg := "waiting for " + strings.Join(waiting, ", ") + " to confirm the deletion"
@@ -202,6 +204,7 @@ func (h *Hub) finishDeletion(ctx context.Context, m *edgev1alpha1.Mission, clust
 	cond := metav1.Condition{Type: edgev1alpha1.MissionDeleting, Status: metav1.ConditionTrue, Reason: "WaitingForClusters",
 		Message: msg, ObservedGeneration: m.Generation, LastTransitionTime: metav1.NewTime(time.Now())}
 	if c := meta.FindStatusCondition(m.Status.Conditions, cond.Type); c == nil || c.Message != msg {
+		h.record(m, []kubeEvent{{corev1.EventTypeNormal, "WaitingForClusters", msg}})
 		meta.SetStatusCondition(&m.Status.Conditions, cond)
 		if err := h.client.Status().Update(ctx, m); err != nil && !apierrors.IsNotFound(err) {
 			return reconcile.Result{}, fmt.Errorf("updating status of mission %s/%s: %w", m.Namespace, m.Name, err)
@@ -368,10 +371,12 @@ func (h *Hub) reconcileMission(ctx context.Context, req reconcile.Request) (reco
 	}
 	// An update, not a merge patch: a patch would leave out summary counts
 	// that are zero on both sides, and the schema requires them all.
+	before := m.Status.Conditions
 	m.Status = desired
 	if err := h.client.Status().Update(ctx, m); err != nil {
 		return reconcile.Result{}, fmt.Errorf("updating status of mission %s: %w", req.NamespacedName, err)
 	}
 	statusWrites.Inc()
+	h.record(m, conditionEvents(before, desired.Conditions, edgev1alpha1.MissionReady))
 	return reconcile.Result{}, nil
 }

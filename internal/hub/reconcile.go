@@ -111,11 +111,14 @@ func (h *Hub) reconcile(ctx context.Context, req reconcile.Request) (reconcile.R
 	}
 	if !equality.Semantic.DeepEqual(desired, ec.Status) {
 		patch := client.MergeFrom(ec.DeepCopy())
+		before := ec.Status
 		ec.Status = desired
 		if err := h.client.Status().Patch(ctx, ec, patch); err != nil {
 			return reconcile.Result{}, fmt.Errorf("updating status of EdgeCluster %s: %w", name, err)
 		}
 		statusWrites.Inc()
+		h.record(ec, append(conditionEvents(before.Conditions, desired.Conditions, edgev1alpha1.EdgeClusterConnected, edgev1alpha1.EdgeClusterReady),
+			orphanEvents(&before, &desired)...))
 	}
 	return reconcile.Result{RequeueAfter: requeue}, nil
 }

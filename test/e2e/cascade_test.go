@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -125,6 +128,20 @@ func TestCascade(t *testing.T) {
 	}
 	tree := fornaxctl(t, "get", "clusters", "--tree", "--kubeconfig", tr.root.Kubeconfig)
 	t.Logf("fornaxctl get clusters --tree:\n%s", tree)
+	// The same through kubectl, fornaxctl installed as the plugin kubectl-fornax.
+	plugins := t.TempDir()
+	if err := os.Symlink(fornaxctlBin, filepath.Join(plugins, "kubectl-fornax")); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := localcluster.FindBinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	plugin := exec.CommandContext(ctx, filepath.Join(bin, localcluster.BinKubectl), "fornax", "get", "clusters", "--tree", "--kubeconfig", tr.root.Kubeconfig)
+	plugin.Env = append(os.Environ(), "PATH="+plugins+string(os.PathListSeparator)+os.Getenv("PATH"))
+	if out, err := plugin.CombinedOutput(); err != nil || !strings.Contains(string(out), "berlin-line-1  Ready") {
+		t.Errorf("kubectl fornax get clusters --tree: %v\n%s", err, out)
+	}
 	if !strings.Contains(tree, "│   └── berlin-line-1  Ready") && !strings.Contains(tree, "    └── berlin-line-1  Ready") {
 		t.Errorf("the tree does not show berlin-line-1 Ready under berlin:\n%s", tree)
 	}

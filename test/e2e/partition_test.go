@@ -288,6 +288,14 @@ func TestPartition(t *testing.T) {
 			t.Errorf("the unchanged mission was applied %d times across the cut, want at most 1 (the drift repair)", n)
 		}
 
+		// The cut and the return are Events on the cluster, shown by describe.
+		waitFor(t, 30*time.Second, "the link's Events in 'fornaxctl describe cluster us'", func(context.Context) (bool, error) {
+			out := fornaxctl(t, "describe", "cluster", "us", "--kubeconfig", tr.root.Kubeconfig)
+			_, events, _ := strings.Cut(out, "\nEvents:\n")
+			return regexp.MustCompile(`Warning\s+LinkDown`).MatchString(events) && regexp.MustCompile(`Normal\s+Connected`).MatchString(events) &&
+				regexp.MustCompile(`Path:\s+root/us \(depth 1, parent root\)`).MatchString(out), nil
+		})
+
 		t.Run("c-local-events-reported-after-restore", func(t *testing.T) {
 			waitFor(t, 60*time.Second, "the failed node visible at the root", func(ctx context.Context) (bool, error) {
 				ec, err := tr.ec(t, ctx, "us")
