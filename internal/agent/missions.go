@@ -316,6 +316,12 @@ func (a *Agent) reconcileMission(ctx context.Context, req reconcile.Request) (re
 		t0 := time.Now()
 		defer func() { a.log.Debug("mission applied", "mission", key, "took", time.Since(t0)) }()
 		res = a.applier.Apply(ctx, target, inventory)
+		applyDuration.Observe(time.Since(t0).Seconds())
+		if res.Failed() {
+			applies.WithLabelValues("failed").Inc()
+		} else {
+			applies.WithLabelValues("ok").Inc()
+		}
 		for _, ref := range res.Inventory {
 			if gvr, err := a.applier.Resource(ref); err == nil {
 				a.watch.ensure(gvr)
@@ -328,6 +334,7 @@ func (a *Agent) reconcileMission(ctx context.Context, req reconcile.Request) (re
 	for _, r := range res.Resources {
 		if r.Drifted {
 			drift++
+			driftCorrections.Inc()
 			a.log.Info("drift reverted", "mission", key, "object", r.Ref.String())
 		}
 	}
@@ -506,8 +513,13 @@ func (a *Agent) missionStates() []*linkpb.MissionState {
 	}
 	slices.Sort(keys)
 	out := make([]*linkpb.MissionState, 0, len(keys))
+	orphans := 0
 	for _, k := range keys {
 		out = append(out, a.missions[k])
+		if a.missions[k].GetOrphanedSinceUnixMs() > 0 {
+			orphans++
+		}
 	}
+	orphanedMissions.Set(float64(orphans))
 	return out
 }

@@ -21,6 +21,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	dto "github.com/prometheus/client_model/go"
+
 	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
 	"github.com/fornax-edge/fornax/internal/localcluster"
 	"github.com/fornax-edge/fornax/internal/netlab"
@@ -501,6 +503,31 @@ spec:
 		hubGoroutines := func() float64 {
 			c := &http.Client{Transport: &http.Transport{DialContext: sites["root"].DialContext}}
 			return sample(scrapeVia(t, c, "http://"+net.JoinHostPort(sites["root"].IP.String(), "9090")+"/metrics"), "go_goroutines", nil)
+		}
+		// The daemons' metrics, read with the Prometheus text parser.
+		usMetrics := scrapeVia(t, &http.Client{Transport: &http.Transport{DialContext: sites["us"].DialContext}},
+			"http://"+net.JoinHostPort(sites["us"].IP.String(), "9090")+"/metrics")
+		rootMetrics := scrapeVia(t, &http.Client{Transport: &http.Transport{DialContext: sites["root"].DialContext}},
+			"http://"+net.JoinHostPort(sites["root"].IP.String(), "9090")+"/metrics")
+		for _, m := range []struct {
+			fams  map[string]*dto.MetricFamily
+			name  string
+			label map[string]string
+			min   float64
+		}{
+			{rootMetrics, "fornax_hub_connected_children", nil, 2},
+			{rootMetrics, "fornax_link_wire_bytes_total", map[string]string{"role": "parent", "direction": "received"}, 1},
+			{rootMetrics, "fornax_link_frames_total", map[string]string{"role": "parent", "type": "objects"}, 1},
+			{usMetrics, "fornax_link_frame_bytes_total", map[string]string{"role": "child", "direction": "sent", "type": "report"}, 1},
+			{usMetrics, "fornax_agent_applies_total", map[string]string{"result": "ok"}, 1},
+			{usMetrics, "fornax_agent_apply_duration_seconds", nil, 0},
+			{usMetrics, "fornax_agent_drift_corrections_total", nil, 1}, // scenario a's repair
+		} {
+			if m.fams[m.name] == nil {
+				t.Errorf("metric %s missing", m.name)
+			} else if got := sample(m.fams, m.name, m.label); got < m.min {
+				t.Errorf("metric %s%v = %v, want at least %v", m.name, m.label, got, m.min)
+			}
 		}
 		g0, h0 := agentMetrics()
 		hg0 := hubGoroutines()
