@@ -9,7 +9,9 @@ import (
 func newDemoCommand() *cobra.Command {
 	o := demo.Options{}
 	cmd := &cobra.Command{
-		Use:   "demo",
+		Use: "demo",
+		Example: `  fornaxctl demo up
+  fornaxctl demo down`,
 		Short: "Run a local demo tree of real Kubernetes clusters",
 		Long: `demo starts a local root cluster and edge clusters on this machine, built from
 the pinned upstream Kubernetes binaries (run 'make tools' first, or use 'make demo').

@@ -22,7 +22,8 @@ import (
 )
 
 func newDescribeCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "describe", Short: "Show one Fornax object in detail"}
+	cmd := &cobra.Command{Use: "describe", Short: "Show one Fornax object in detail",
+		Example: "  fornaxctl describe cluster factory-7"}
 	var f clusterFlags
 	cluster := &cobra.Command{
 		Use:     "cluster NAME",

@@ -180,7 +180,8 @@ func printManifests(out io.Writer, dir string, o deploy.Options) error {
 }
 
 func newTokenCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "token", Short: "Manage join tokens at a parent"}
+	cmd := &cobra.Command{Use: "token", Short: "Manage join tokens at a parent",
+		Example: "  fornaxctl token create --ttl 2h\n  fornaxctl token list\n  fornaxctl token delete abcdef"}
 	var f clusterFlags
 	var ttl time.Duration
 	var uses int
@@ -227,6 +228,7 @@ func newTokenCommand() *cobra.Command {
 	var lf clusterFlags
 	list := &cobra.Command{
 		Use: "list", Short: "List join tokens (never their secrets)", Args: cobra.NoArgs,
+		Example: "  fornaxctl token list --kubeconfig root.kubeconfig",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_, kube, _, err := lf.clients()
 			if err != nil {
@@ -252,6 +254,7 @@ func newTokenCommand() *cobra.Command {
 	var df clusterFlags
 	del := &cobra.Command{
 		Use: "delete ID", Short: "Delete a join token", Args: cobra.ExactArgs(1),
+		Example: "  # the ID is the part of the token before the dot\n  fornaxctl token delete abcdef",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, kube, _, err := df.clients()
 			if err != nil {
@@ -348,7 +351,8 @@ func parseLabels(kvs []string) (map[string]string, error) {
 }
 
 func newGetCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "get", Short: "Show Fornax objects"}
+	cmd := &cobra.Command{Use: "get", Short: "Show Fornax objects",
+		Example: "  fornaxctl get clusters --tree\n  fornaxctl get missions -A"}
 	var f clusterFlags
 	var output string
 	var tree bool
@@ -534,7 +538,8 @@ func dash(s string) string {
 }
 
 func newRemoveCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "remove", Short: "Remove Fornax objects"}
+	cmd := &cobra.Command{Use: "remove", Short: "Remove Fornax objects",
+		Example: "  fornaxctl remove cluster berlin-3"}
 	var f clusterFlags
 	cluster := &cobra.Command{
 		Use:   "cluster NAME",

@@ -24,7 +24,8 @@ import (
 )
 
 func newMissionCommand() *cobra.Command {
-	cmd := &cobra.Command{Use: "mission", Short: "Create missions and see where they stand"}
+	cmd := &cobra.Command{Use: "mission", Short: "Create missions and see where they stand",
+		Example: "  fornaxctl mission create web -N shop -f web/ --selector topology.fornax.io/region=eu\n  fornaxctl mission status web -N shop"}
 	var f clusterFlags
 	var files, clusters, subtrees, exclude []string
 	var selector, namespace string
@@ -35,8 +36,8 @@ func newMissionCommand() *cobra.Command {
 file; every *.yaml, *.yml and *.json file of a directory) and creates a Mission that
 places them on the selected clusters. Without --clusters, --selector or --subtree
 the mission goes to every cluster.`,
-		Example: `  fornaxctl mission create web -n shop -f ./web/ --selector topology.fornax.io/region=eu
-  fornaxctl mission create migrate -n shop -f job.yaml --clusters berlin-3,paris-1`,
+		Example: `  fornaxctl mission create web -N shop -f ./web/ --selector topology.fornax.io/region=eu
+  fornaxctl mission create migrate -N shop -f job.yaml --clusters berlin-3,paris-1`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(files) == 0 {

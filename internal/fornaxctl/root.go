@@ -14,6 +14,14 @@ func NewCommand() *cobra.Command {
 		Long: `fornaxctl operates a Fornax tree: a cloud Kubernetes control plane that manages
 a tree of edge Kubernetes clusters, delivers workloads (Missions) to selected
 clusters at any depth, and reports their status back to the root.`,
+		Example: `  # at the root
+  fornaxctl init --cluster-name root --endpoint hub.example.com:7443
+  fornaxctl token create
+  # in an edge cluster, the command token create printed
+  fornaxctl join --parent hub.example.com:7443 --token ... --ca-hash sha256:... --name berlin-3
+  # then, at the root
+  fornaxctl get clusters --tree
+  fornaxctl mission status web -N shop`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
