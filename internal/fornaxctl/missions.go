@@ -213,24 +213,60 @@ func newGetMissionsCommand() *cobra.Command {
 			if done, err := printStructured(cmd.OutOrStdout(), output, list); done {
 				return err
 			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAMESPACE\tNAME\tTARGETED\tREADY\tFAILED\tUNKNOWN\tSTATUS\tAGE")
-			now := time.Now()
-			for _, m := range list.Items {
-				st := "-"
-				if c := meta.FindStatusCondition(m.Status.Conditions, edgev1alpha1.MissionReady); c != nil {
-					st = c.Reason
-				}
-				s := m.Status.Summary
-				fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s\n", m.Namespace, m.Name, s.Targeted, s.Ready, s.Failed, s.Unknown,
-					st, duration.HumanDuration(now.Sub(m.CreationTimestamp.Time)))
-			}
-			return tw.Flush()
+			return printMissions(cmd.OutOrStdout(), list.Items, output == "wide", time.Now())
 		},
 	}
 	f.add(cmd)
 	cmd.Flags().StringVarP(&ns, "mission-namespace", "N", "default", "namespace of the missions")
 	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "missions of every namespace")
-	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, yaml or json")
+	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, wide, yaml or json")
 	return cmd
+}
+
+// printMissions prints the missions table; wide adds the placement, the
+// resources and the generation the status is for.
+func printMissions(out io.Writer, missions []edgev1alpha1.Mission, wide bool, now time.Time) error {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	head := "NAMESPACE\tNAME\tTARGETED\tREADY\tFAILED\tUNKNOWN\tSTATUS\tAGE"
+	if wide {
+		head += "\tGENERATION\tRESOURCES\tPLACEMENT"
+	}
+	fmt.Fprintln(tw, head)
+	for _, m := range missions {
+		st := "-"
+		if c := meta.FindStatusCondition(m.Status.Conditions, edgev1alpha1.MissionReady); c != nil {
+			st = c.Reason
+		}
+		s := m.Status.Summary
+		line := fmt.Sprintf("%s\t%s\t%d\t%d\t%d\t%d\t%s\t%s", m.Namespace, m.Name, s.Targeted, s.Ready, s.Failed, s.Unknown,
+			st, duration.HumanDuration(now.Sub(m.CreationTimestamp.Time)))
+		if wide {
+			line += fmt.Sprintf("\t%d/%d\t%d\t%s", m.Status.ObservedGeneration, m.Generation, len(m.Spec.Resources), placementText(m.Spec.Placement))
+		}
+		fmt.Fprintln(tw, line)
+	}
+	return tw.Flush()
+}
+
+// placementText says in a few words what a placement selects.
+func placementText(p edgev1alpha1.Placement) string {
+	var parts []string
+	if len(p.Clusters) > 0 {
+		parts = append(parts, "clusters="+strings.Join(p.Clusters, ","))
+	}
+	if p.ClusterSelector != nil {
+		if sel, err := metav1.LabelSelectorAsSelector(p.ClusterSelector); err == nil {
+			parts = append(parts, "selector="+sel.String())
+		}
+	}
+	if len(p.Subtrees) > 0 {
+		parts = append(parts, "subtrees="+strings.Join(p.Subtrees, ","))
+	}
+	if len(p.Exclude) > 0 {
+		parts = append(parts, "exclude="+strings.Join(p.Exclude, ","))
+	}
+	if len(parts) == 0 {
+		return "all clusters"
+	}
+	return strings.Join(parts, " ")
 }

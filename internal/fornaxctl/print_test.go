@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 
 	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
 )
@@ -92,6 +93,18 @@ func TestPrintedTables(t *testing.T) {
 				{Cluster: "dublin", Phase: edgev1alpha1.PhaseReady, Generation: 2, DriftCorrections: 3, LastUpdateTime: ago(10 * time.Minute)},
 				{Cluster: "eu", Phase: edgev1alpha1.PhaseApplied, Generation: 2, LastUpdateTime: ago(5 * time.Second)},
 			}}}
+	m.CreationTimestamp = *ago(30 * time.Minute)
+	m.Spec.Placement = edgev1alpha1.Placement{ClusterSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"topology.fornax.io/region": "eu"}}, Exclude: []string{"eu"}}
+	m.Spec.Resources = make([]runtime.RawExtension, 5)
+	all := m
+	all.Name, all.Spec.Placement = "telemetry", edgev1alpha1.Placement{}
+	for _, wide := range []bool{false, true} {
+		b.Reset()
+		if err := printMissions(&b, []edgev1alpha1.Mission{m, all}, wide, now); err != nil {
+			t.Fatal(err)
+		}
+		golden(t, map[bool]string{false: "missions-table", true: "missions-wide"}[wide], b.Bytes())
+	}
 	b.Reset()
 	if err := printMissionStatus(&b, &m, now); err != nil {
 		t.Fatal(err)
