@@ -27,10 +27,15 @@ func newWAN(t *testing.T) *WAN {
 	return w
 }
 
-// echo serves one site: whatever it reads it writes back.
-func echo(t *testing.T, s *Site) string {
+// echo serves one site on addr (default: its uplink address, any port):
+// whatever it reads it writes back. It returns the address it listens on.
+func echo(t *testing.T, s *Site, addr ...string) string {
 	t.Helper()
-	l, err := s.Listen("tcp", net.JoinHostPort(s.IP.String(), "0"))
+	at := net.JoinHostPort(s.IP.String(), "0")
+	if len(addr) > 0 {
+		at = addr[0]
+	}
+	l, err := s.Listen("tcp", at)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,21 +197,8 @@ func TestCuttingAMiddleKeepsItsLAN(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l, err := mid.Listen("tcp", ":0") // every address of mid: WAN and LAN
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = l.Close() }()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _, _ = io.Copy(c, c); _ = c.Close() }()
-		}
-	}()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
+	addr := echo(t, mid, ":0") // every address of mid: WAN and LAN
+	_, port, _ := net.SplitHostPort(addr)
 	try := func(from *Site, ip net.IP) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
