@@ -134,21 +134,7 @@ func apiWrites(b *testing.B, c *localcluster.Cluster) float64 {
 	})
 }
 
-func hubRSS(b *testing.B, tr *tree) float64 {
-	pid := tr.root.Components()["fornaxd"]
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb * 1024
-		}
-	}
-	b.Fatal("no VmRSS")
-	return 0
-}
+func hubRSS(b *testing.B, tr *tree) float64 { return rss(b, tr.root.Components()["fornaxd"]) }
 
 // BenchmarkHubIdle connects N simulated clusters (default 1,000) with the
 // default timers (heartbeat 60 s, keepalive 10 s/5 s) to one real fornaxd hub

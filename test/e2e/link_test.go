@@ -178,6 +178,15 @@ func newTree(t testing.TB, hubArgs []string, opts ...localcluster.Options) *tree
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
+		if t.Failed() {
+			// What fornaxd said, for the diagnosis (the directories go with the test).
+			for _, c := range clusters {
+				if raw, err := os.ReadFile(filepath.Join(c.Dir, "logs", "fornaxd.log")); err == nil {
+					lines := strings.Split(strings.TrimSpace(string(raw)), "\n")
+					t.Logf("fornaxd of %s, last %d of %d lines:\n%s", c.Name, min(60, len(lines)), len(lines), strings.Join(lines[max(0, len(lines)-60):], "\n"))
+				}
+			}
+		}
 		for _, c := range clusters {
 			if err := c.Stop(); err != nil {
 				t.Errorf("stopping %s: %v", c.Name, err)
