@@ -437,7 +437,7 @@ spec:
 		// can have delivered it.
 		create(cm(t, "e1", "1", toBoth))
 		tr.crash(t, "root")
-		waitFor(t, 90*time.Second, "e1 everywhere after the root's hub crashed", everywhere("e1", "1"))
+		waitFor(t, 3*time.Minute, "e1 everywhere after the root's hub crashed", everywhere("e1", "1"))
 
 		// The middle dies as soon as it stores a mission for its subtree.
 		create(cm(t, "e2", "1", toBoth))
@@ -447,7 +447,7 @@ spec:
 			return err == nil, client.IgnoreNotFound(err)
 		})
 		tr.crash(t, "eu")
-		waitFor(t, 90*time.Second, "e2 everywhere after eu crashed", everywhere("e2", "1"))
+		waitFor(t, 3*time.Minute, "e2 everywhere after eu crashed", everywhere("e2", "1"))
 
 		// The leaf dies as soon as it stores an update; a deletion is made
 		// while the root's hub is down.
@@ -471,7 +471,7 @@ spec:
 			t.Fatal(err)
 		}
 		tr.startHub(t, tr.hubArgs...)
-		waitFor(t, 90*time.Second, "e1 updated everywhere and e2 gone everywhere", func(ctx context.Context) (bool, error) {
+		waitFor(t, 3*time.Minute, "e1 updated everywhere and e2 gone everywhere", func(ctx context.Context) (bool, error) {
 			if ok, err := everywhere("e1", "2")(ctx); !ok || err != nil {
 				return false, err
 			}
