@@ -69,16 +69,22 @@ func roundTrip(ctx context.Context, dial func(context.Context, string, string) (
 	return err
 }
 
-func TestSitesTalkOverTheWANAndCutsSeparateThem(t *testing.T) {
+// twoSites builds a WAN with sites a and b.
+func twoSites(t *testing.T) (a, b *Site) {
+	t.Helper()
 	w := newWAN(t)
 	a, err := w.AddSite("a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := w.AddSite("b")
-	if err != nil {
+	if b, err = w.AddSite("b"); err != nil {
 		t.Fatal(err)
 	}
+	return a, b
+}
+
+func TestSitesTalkOverTheWANAndCutsSeparateThem(t *testing.T) {
+	a, b := twoSites(t)
 	addr := echo(t, a)
 	try := func(dial func(context.Context, string, string) (net.Conn, error)) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -115,15 +121,7 @@ func TestSitesTalkOverTheWANAndCutsSeparateThem(t *testing.T) {
 }
 
 func TestShapeLimitsTheRate(t *testing.T) {
-	w := newWAN(t)
-	a, err := w.AddSite("a")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := w.AddSite("b")
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, b := twoSites(t)
 	addr := echo(t, a)
 	if err := a.Shape(256_000); err != nil {
 		t.Fatal(err)

@@ -3,8 +3,6 @@ package e2e
 import (
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -78,10 +76,8 @@ func BenchmarkResync(b *testing.B) {
 	allReady(b, tr, total, 10*time.Minute)
 	b.Logf("%d missions created, applied and Ready at the root in %s", total, time.Since(began).Round(time.Second))
 
-	httpc := &http.Client{Transport: &http.Transport{DialContext: sites["edge"].DialContext}}
-	metricsURL := "http://" + net.JoinHostPort(sites["edge"].IP.String(), "9090") + "/metrics"
 	counters := func() (frames, wire float64) {
-		f := scrapeVia(b, httpc, metricsURL)
+		f := siteMetrics(b, sites["edge"])
 		return sample(f, "fornax_link_frame_bytes_total", map[string]string{"role": "child"}),
 			sample(f, "fornax_link_wire_bytes_total", map[string]string{"role": "child"})
 	}

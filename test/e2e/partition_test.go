@@ -496,19 +496,15 @@ spec:
 
 	t.Run("h-flapping-uplink", func(t *testing.T) {
 		agentMetrics := func() (goroutines, heap float64) {
-			c := &http.Client{Transport: &http.Transport{DialContext: sites["us"].DialContext}}
-			f := scrapeVia(t, c, "http://"+net.JoinHostPort(sites["us"].IP.String(), "9090")+"/metrics")
+			f := siteMetrics(t, sites["us"])
 			return sample(f, "go_goroutines", nil), sample(f, "go_memstats_heap_inuse_bytes", nil)
 		}
 		hubGoroutines := func() float64 {
-			c := &http.Client{Transport: &http.Transport{DialContext: sites["root"].DialContext}}
-			return sample(scrapeVia(t, c, "http://"+net.JoinHostPort(sites["root"].IP.String(), "9090")+"/metrics"), "go_goroutines", nil)
+			return sample(siteMetrics(t, sites["root"]), "go_goroutines", nil)
 		}
 		// The daemons' metrics, read with the Prometheus text parser.
-		usMetrics := scrapeVia(t, &http.Client{Transport: &http.Transport{DialContext: sites["us"].DialContext}},
-			"http://"+net.JoinHostPort(sites["us"].IP.String(), "9090")+"/metrics")
-		rootMetrics := scrapeVia(t, &http.Client{Transport: &http.Transport{DialContext: sites["root"].DialContext}},
-			"http://"+net.JoinHostPort(sites["root"].IP.String(), "9090")+"/metrics")
+		usMetrics := siteMetrics(t, sites["us"])
+		rootMetrics := siteMetrics(t, sites["root"])
 		for _, m := range []struct {
 			fams  map[string]*dto.MetricFamily
 			name  string
@@ -541,7 +537,7 @@ spec:
 			if err := sites["us"].Restore(); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(3 * time.Second)
+			time.Sleep(3 * time.Second) // up for 3 s, then down again
 		}
 		waitFor(t, 90*time.Second, "us Ready at the root with its missions after the flapping", func(ctx context.Context) (bool, error) {
 			ec, err := tr.ec(t, ctx, "us")
@@ -638,6 +634,14 @@ spec:
 			}
 		}
 	})
+}
+
+// siteMetrics reads the /metrics of the fornaxd in a site's namespace
+// (--metrics-bind-address :9090 there), from inside the namespace.
+func siteMetrics(t testing.TB, s *netlab.Site) map[string]*dto.MetricFamily {
+	t.Helper()
+	c := &http.Client{Transport: &http.Transport{DialContext: s.DialContext}}
+	return scrapeVia(t, c, "http://"+net.JoinHostPort(s.IP.String(), "9090")+"/metrics")
 }
 
 // siteAddr is where a middle cluster's hub listens in the partition tests:
