@@ -368,6 +368,22 @@ func TestPartition(t *testing.T) {
 		if err := us.StartNodeGroup(ctx, "b"); err != nil {
 			t.Fatal(err)
 		}
+		// Ready is not enough: the node controller lifts the not-ready and
+		// unreachable taints a moment later, and a pod scheduled meanwhile
+		// lands on node a (the spread below is soft, so that the pods can
+		// move to a when b fails).
+		waitFor(t, 60*time.Second, "node b schedulable again", func(ctx context.Context) (bool, error) {
+			n, err := us.Client().CoreV1().Nodes().Get(ctx, "b-0", metav1.GetOptions{})
+			if err != nil {
+				return false, err
+			}
+			for _, taint := range n.Spec.Taints {
+				if taint.Effect == corev1.TaintEffectNoSchedule || taint.Effect == corev1.TaintEffectNoExecute {
+					return false, nil
+				}
+			}
+			return !n.Spec.Unschedulable, nil
+		})
 		web := &edgev1alpha1.Mission{ObjectMeta: metav1.ObjectMeta{Namespace: "partition", Name: "web"},
 			Spec: edgev1alpha1.MissionSpec{Placement: toUS, Resources: []runtime.RawExtension{raw(t, `
 apiVersion: apps/v1
