@@ -13,6 +13,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
+	"strings"
 )
 
 // VXLANPort is the UDP port of the gateways' VXLAN tunnels (IANA's).
@@ -60,4 +62,40 @@ func TunnelMAC(underlay netip.Addr) net.HardwareAddr {
 func shortHash(s string, n int) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:])[:n]
+}
+
+// ParseRouterNS is the inverse of RouterNS: it reports the VNI of a router
+// namespace name made with prefix. Only the exact form RouterNS produces is
+// accepted, so that a prefix never claims another prefix's namespaces (with
+// prefix "a", "a-b-vpc-1" and "a-vpc-01" are not ours).
+func ParseRouterNS(prefix, name string) (vni uint32, ok bool) {
+	rest, found := strings.CutPrefix(name, prefix+"-vpc-")
+	if !found || rest == "" {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(rest, 10, 32)
+	if err != nil || RouterNS(prefix, uint32(n)) != name {
+		return 0, false
+	}
+	return uint32(n), true
+}
+
+// bridgeNamePrefix starts the name of every subnet bridge (BridgeName):
+// Apply removes the bridges with it that the Spec no longer names.
+const bridgeNamePrefix = "br-"
+
+// HostVethName is the name of the router-namespace end of a pod's veth pair:
+// at most 15 bytes, stable for the pod's container and interface (the pair
+// CNI identifies an attachment by), so DEL finds what ADD made.
+func HostVethName(containerID, ifName string) string {
+	return "fx" + shortHash(containerID+"/"+ifName, 12)
+}
+
+// BridgeMAC is the MAC address of a local subnet's bridge: fixed, so that
+// the kernel never changes it as pods come and go (a bridge without one
+// takes its lowest port's, and pods that cached the gateway's MAC would lose
+// it with that pod). Locally administered, unicast.
+func BridgeMAC(vni uint32, subnet string) net.HardwareAddr {
+	h := sha256.Sum256(fmt.Appendf(nil, "%d/%s", vni, subnet))
+	return net.HardwareAddr{0x02, h[0], h[1], h[2], h[3], h[4]}
 }
