@@ -13,7 +13,7 @@ cpu: AMD EPYC
 BenchmarkCascadeDelivery/interval-1s-2   	       1	41299832236 ns/op	        29.18 delivery-depth1-p50-ms	        53.52 delivery-depth1-p99-ms	        75.44 delivery-depth3-p99-ms	      1043 status-depth3-p99-ms
 BenchmarkCascadeDelivery/interval-1s-2   	       1	41299832236 ns/op	        31.00 delivery-depth1-p50-ms	        61.00 delivery-depth1-p99-ms	       601.00 delivery-depth3-p99-ms	      1100 status-depth3-p99-ms
 BenchmarkCascadeDelivery/interval-1s-2   	       1	41299832236 ns/op	        30.00 delivery-depth1-p50-ms	        57.00 delivery-depth1-p99-ms	        80.00 delivery-depth3-p99-ms	      1000 status-depth3-p99-ms
-BenchmarkHubIdle-2   	       1	1 ns/op	        77.0 idle-bit/s/cluster	 0 api-writes/s
+BenchmarkHubScale/1000-2   	       1	1 ns/op	        77.0 idle-bit/s/cluster	 0 api-writes/s
 --- BENCH: BenchmarkCascadeDelivery/interval-1s-2
     cascade_bench_test.go:197: a log line
 PASS
@@ -33,7 +33,7 @@ func TestParseTakesTheMedianPerMetric(t *testing.T) {
 		"BenchmarkCascadeDelivery/interval-1s delivery-depth1-p99-ms": 57,
 		"BenchmarkCascadeDelivery/interval-1s delivery-depth3-p99-ms": 80, // one outlier does not move the median
 		"BenchmarkCascadeDelivery/interval-1s status-depth3-p99-ms":   1043,
-		"BenchmarkHubIdle idle-bit/s/cluster":                         77,
+		"BenchmarkHubScale/1000 idle-bit/s/cluster":                   77,
 	} {
 		if m, ok := got[k]; !ok || m.Value != want {
 			t.Errorf("%s = %+v, want %v", k, m, want)

@@ -57,6 +57,7 @@ type Options struct {
 	Burst             int
 	MetricsAddr       string
 	HealthAddr        string
+	PprofAddr         string
 	LogLevel          string
 }
 
@@ -114,6 +115,7 @@ cluster to the parent and keeps the link up. A middle cluster runs both.`,
 	f.IntVar(&o.Burst, "kube-api-burst", 400, "burst of queries to this cluster's API server")
 	f.StringVar(&o.MetricsAddr, "metrics-bind-address", ":9090", "address of the Prometheus /metrics endpoint ('0' disables it)")
 	f.StringVar(&o.HealthAddr, "health-bind-address", ":9091", "address of /healthz and /readyz ('0' disables them)")
+	f.StringVar(&o.PprofAddr, "pprof-bind-address", "", "address of Go's /debug/pprof profiles, e.g. 127.0.0.1:6060 (empty: off); for diagnosing memory and CPU")
 	f.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
 }
@@ -155,6 +157,7 @@ func Run(ctx context.Context, o Options) error {
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress: o.HealthAddr,
+		PprofBindAddress:       o.PprofAddr,
 		Logger:                 logr.FromSlogHandler(log.Handler()),
 	})
 	if err != nil {

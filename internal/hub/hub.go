@@ -130,6 +130,9 @@ type Hub struct {
 	// syncNeeded asks the delivery worker to send every child what changed;
 	// a burst of requests is served by one pass.
 	syncNeeded chan struct{}
+	// viaIndexed: h.client's cache indexes EdgeClusters by LabelVia (set up
+	// before the manager starts).
+	viaIndexed bool
 
 	servingMu   sync.Mutex
 	serving     *tls.Certificate
@@ -145,6 +148,8 @@ type Hub struct {
 	// delivered holds each mission's delivery version as last seen by the
 	// mission reconciler.
 	delivered map[string]string
+	// placed holds each cluster's placement facts as last seen (placementFacts).
+	placed map[string]string
 }
 
 // child is what the hub knows about one connected (or once connected) child.
@@ -189,7 +194,7 @@ func New(ctx context.Context, opts Options, kube kubernetes.Interface, c client.
 		opts: opts, kube: kube, client: c, log: opts.Logger.With("role", "hub"),
 		started: time.Now(), ca: ca, changed: make(chan struct{}, 1), dirty: map[string]struct{}{}, missionsChanged: make(chan struct{}, 1),
 		syncNeeded: make(chan struct{}, 1),
-		children:   map[string]*child{}, delivered: map[string]string{}, childLabels: map[string]map[string]string{},
+		children:   map[string]*child{}, delivered: map[string]string{}, childLabels: map[string]map[string]string{}, placed: map[string]string{},
 	}, nil
 }
 

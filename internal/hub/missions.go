@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
 	"github.com/fornax-edge/fornax/internal/link"
@@ -40,7 +41,9 @@ func objectKey(namespace, name string) string { return namespace + "/" + name }
 // clustersBelow returns the clusters this hub knows, for placement.
 func (h *Hub) clustersBelow(ctx context.Context) ([]placement.Cluster, error) {
 	list := &edgev1alpha1.EdgeClusterList{}
-	if err := h.client.List(ctx, list); err != nil {
+	// Read-only: the cache's own objects, not a copy of ten thousand of them
+	// per delivery pass.
+	if err := h.client.List(ctx, list, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
 	out := make([]placement.Cluster, 0, len(list.Items))
@@ -65,7 +68,7 @@ func (h *Hub) clustersBelow(ctx context.Context) ([]placement.Cluster, error) {
 // have lost its state), never deleted at once.
 func (h *Hub) desiredObjects(ctx context.Context) (map[string]map[string]*linkpb.Object, map[string]bool, error) {
 	missions := &edgev1alpha1.MissionList{}
-	if err := h.client.List(ctx, missions); err != nil {
+	if err := h.client.List(ctx, missions, client.UnsafeDisableDeepCopy); err != nil { // read-only
 		return nil, nil, err
 	}
 	clusters, err := h.clustersBelow(ctx)
@@ -163,17 +166,6 @@ func missionPayload(m *edgev1alpha1.Mission) *edgev1alpha1.Mission {
 func digestOf(generation int64, targets []string) string {
 	sum := sha256.Sum256([]byte(fmt.Sprintf("%d|%s", generation, strings.Join(targets, ","))))
 	return hex.EncodeToString(sum[:8])
-}
-
-// syncObjects sends one child (a new session) the missions that differ from
-// what it holds.
-func (h *Hub) syncObjects(ctx context.Context, child string) {
-	desired, known, err := h.desiredObjects(ctx)
-	if err != nil {
-		h.log.Warn("cannot compute the missions for a child", "cluster", child, "error", err.Error())
-		return
-	}
-	h.sendObjects(child, desired[child], known)
 }
 
 // orphanNotice marks, in session.sent, a mission the child was told is

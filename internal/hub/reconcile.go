@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -11,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -35,8 +38,22 @@ func (h *Hub) SetupWithManager(mgr ctrl.Manager) error {
 	if err := h.setupMissions(mgr); err != nil {
 		return err
 	}
+	// Descendants are listed by the child they are reported through on every
+	// reconcile of that child: an index, not a scan of every EdgeCluster.
+	if err := mgr.GetFieldIndexer().IndexField(context.Background(), &edgev1alpha1.EdgeCluster{}, indexVia, func(o client.Object) []string {
+		if via := o.GetLabels()[LabelVia]; via != "" {
+			return []string{via}
+		}
+		return nil
+	}); err != nil {
+		return fmt.Errorf("indexing EdgeClusters by %s: %w", LabelVia, err)
+	}
+	h.viaIndexed = true
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("edgecluster-status").
+		// Status writes are independent per cluster; a few in flight keep a
+		// crowd of reconnecting clusters from queueing behind one another.
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
 		For(&edgev1alpha1.EdgeCluster{}).
 		WatchesRawSource(source.Channel(events, &handler.TypedEnqueueRequestForObject[*edgev1alpha1.EdgeCluster]{})).
 		Complete(reconcile.Func(h.reconcile))
@@ -55,7 +72,9 @@ func (h *Hub) reconcile(ctx context.Context, req reconcile.Request) (reconcile.R
 			_, wasChild := h.children[name]
 			delete(h.children, name)
 			delete(h.childLabels, name)
+			delete(h.placed, name)
 			h.mu.Unlock()
+			h.requestSync() // what was sent for it is no longer desired
 			if wasChild {
 				// Its descendants go with it.
 				return reconcile.Result{}, h.syncDescendants(ctx, name)
@@ -65,7 +84,6 @@ func (h *Hub) reconcile(ctx context.Context, req reconcile.Request) (reconcile.R
 		return reconcile.Result{}, err
 	}
 	h.notifyMissions() // its labels or state may change what missions select and show
-	h.requestSync()
 	v := h.snapshot(name, time.Now())
 	via := ec.Labels[LabelVia]
 	if via != "" && !v.known {
@@ -120,5 +138,34 @@ func (h *Hub) reconcile(ctx context.Context, req reconcile.Request) (reconcile.R
 		h.record(ec, append(conditionEvents(before.Conditions, desired.Conditions, edgev1alpha1.EdgeClusterConnected, edgev1alpha1.EdgeClusterReady),
 			orphanEvents(&before, &desired)...))
 	}
+	h.placementChanged(name, placementFacts(ec.Labels, ec.Spec.Unschedulable, desired.Path))
 	return reconcile.Result{RequeueAfter: requeue}, nil
+}
+
+// indexVia indexes EdgeClusters by the child they are reported through.
+const indexVia = "fornax.via"
+
+// placementFacts are what placement reads of a cluster: a change to them
+// may change what missions select.
+func placementFacts(labels map[string]string, unschedulable bool, path string) string {
+	keys := slices.Sorted(maps.Keys(labels))
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString(k + "=" + labels[k] + ",")
+	}
+	return fmt.Sprintf("%s|%t|%s", b.String(), unschedulable, path)
+}
+
+// placementChanged asks for a delivery pass when a cluster's placement facts
+// differ from those last seen: status-only changes (heartbeats, conditions,
+// reconnects) need none, which keeps a pass over ten thousand clusters from
+// following every one of their status writes.
+func (h *Hub) placementChanged(name, facts string) {
+	h.mu.Lock()
+	old, seen := h.placed[name]
+	h.placed[name] = facts
+	h.mu.Unlock()
+	if !seen || old != facts {
+		h.requestSync()
+	}
 }

@@ -330,7 +330,7 @@ func (s *server) Connect(stream linkpb.Link_ConnectServer) error {
 	}
 
 	frames, recvErr := link.Pump(sctx, stream.Recv)
-	go h.syncObjects(sctx, name) // only what differs from Hello.have (or its digests) travels
+	h.requestSync() // the next delivery pass sends only what differs from Hello.have (or its digests)
 	for {
 		select {
 		case <-sctx.Done():
@@ -424,7 +424,7 @@ func (h *Hub) handle(name string, f *linkpb.ChildFrame) (*linkpb.ParentFrame, er
 			}
 			if len(sess.haveWanted) == 0 {
 				sess.haveWanted = nil
-				go h.syncObjects(context.Background(), name)
+				h.requestSync()
 			}
 		}
 		return nil, nil

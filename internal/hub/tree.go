@@ -188,7 +188,11 @@ func (h *Hub) syncDescendants(ctx context.Context, childName string) error {
 	h.mu.Unlock()
 
 	list := &edgev1alpha1.EdgeClusterList{}
-	if err := h.client.List(ctx, list, client.MatchingLabels{LabelVia: childName}); err != nil {
+	var sel client.ListOption = client.MatchingLabels{LabelVia: childName}
+	if h.viaIndexed {
+		sel = client.MatchingFields{indexVia: childName}
+	}
+	if err := h.client.List(ctx, list, sel); err != nil {
 		return err
 	}
 	have := map[string]bool{}

@@ -3,7 +3,10 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,8 +25,9 @@ import (
 // missions (all applied and Ready at the root). Run with -benchtime=1x.
 func BenchmarkAgent(b *testing.B) {
 	tr := newTree(b, []string{"--log-level", "warn"}, localcluster.Options{Name: "root"}, localcluster.Options{Name: "leaf"})
+	pprof := freeAddr(b)
 	tr.joinBelow(b, "leaf", "root", "", false, map[string]string{}, "--report-interval", "10s", "--heartbeat-interval", "60s",
-		"--keepalive-time", "10s", "--keepalive-timeout", "5s", "--log-level", "warn")
+		"--keepalive-time", "10s", "--keepalive-timeout", "5s", "--log-level", "warn", "--pprof-bind-address", pprof)
 	leaf := tr.edges["leaf"]
 	ctx := context.Background()
 	waitFor(b, time.Minute, "the leaf Connected at the root", func(ctx context.Context) (bool, error) {
@@ -36,21 +40,25 @@ func BenchmarkAgent(b *testing.B) {
 		}
 	}
 	pid := leaf.Components()["fornaxd"]
-	window := func() (rssMiB, cpuPct float64) {
+	window := func(label string) (rssMiB, cpuPct float64) {
 		t0, c0 := time.Now(), cpuTicks(b, pid)
 		time.Sleep(30 * time.Second)              // the measurement window: nothing happens on purpose
 		cpu := float64(cpuTicks(b, pid)-c0) / 100 // USER_HZ
+		saveProfile(b, pprof, "heap", "agent-"+label+".heap")
+		anon, file := rssSplit(b, pid)
+		b.ReportMetric(anon/(1<<20), "agent-MiB-anon-"+label)
+		b.ReportMetric(file/(1<<20), "agent-MiB-file-"+label)
 		return rss(b, pid) / (1 << 20), 100 * cpu / time.Since(t0).Seconds()
 	}
 	for b.Loop() {
-		idleRSS, idleCPU := window()
+		idleRSS, idleCPU := window("idle")
 		parallel(b, 100, func(i int) error {
 			m := cm(b, fmt.Sprintf("m-%03d", i), "1", edgev1alpha1.Placement{Clusters: []string{"leaf"}})
 			m.Namespace = "bench"
 			return tr.rootCli.Create(ctx, m)
 		})
 		allReady(b, tr, 100, 5*time.Minute)
-		busyRSS, busyCPU := window()
+		busyRSS, busyCPU := window("100-missions")
 		b.ReportMetric(idleRSS, "agent-MiB-idle")
 		b.ReportMetric(idleCPU, "agent-cpu-%-idle")
 		b.ReportMetric(busyRSS, "agent-MiB-100-missions")
@@ -74,6 +82,51 @@ func rss(b *testing.B, pid int) float64 {
 	}
 	b.Fatal("no VmRSS")
 	return 0
+}
+
+// rssSplit is a process's resident memory in bytes: anonymous (heap,
+// stacks) and file-backed (the binary's pages).
+func rssSplit(b *testing.B, pid int) (anon, file float64) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "Anonymous:":
+			anon = kb * 1024
+		case "Rss:":
+			file += kb * 1024
+		}
+	}
+	return anon, file - anon
+}
+
+// saveProfile writes one of a process's pprof profiles (from its
+// --pprof-bind-address: "heap", "profile?seconds=20", ...) to
+// $FORNAX_BENCH_PROFILE_DIR/<file>, if that is set.
+func saveProfile(b *testing.B, addr, profile, file string) {
+	dir := os.Getenv("FORNAX_BENCH_PROFILE_DIR")
+	if dir == "" {
+		return
+	}
+	resp, err := http.Get("http://" + addr + "/debug/pprof/" + profile)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, file), raw, 0o644); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // cpuTicks is a process's user + system CPU time in clock ticks.

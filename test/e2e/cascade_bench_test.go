@@ -3,6 +3,9 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -26,6 +29,8 @@ import (
 //   - status from depth 3: the ConfigMap deleted at d3 (the agent recreates
 //     it and counts the drift) → the root's Mission shows the new count; 10
 //     times;
+//   - the floor: 30 ConfigMaps applied with plain `kubectl apply` straight to
+//     each cluster in turn, measured the same way (invocation → watch);
 //   - bytes on each link (wire bytes counted by each agent: TLS, HTTP/2 and
 //     keepalives included): an idle window of 20 s gives the idle rate and
 //     the bytes per heartbeat; the delivery phase, less the idle rate, over the
@@ -149,6 +154,38 @@ func benchCascade(b *testing.B, tr *tree, chain []string, metrics map[string]str
 	}
 	mu.Unlock()
 
+	// The floor: the same manifests applied with plain kubectl straight to
+	// each cluster (no Fornax), measured the same way (the watch there).
+	kubectl, err := localcluster.FindBinDir()
+	if err != nil {
+		b.Fatal(err)
+	}
+	kubectl = filepath.Join(kubectl, localcluster.BinKubectl)
+	applied := map[string]time.Time{}
+	applyTarget := map[string]string{}
+	for i := range missions / 2 {
+		name := fmt.Sprintf("k-%d-%02d", run%100000, i)
+		to := chain[i%len(chain)]
+		cmd := exec.CommandContext(ctx, kubectl, "--kubeconfig", tr.edges[to].Kubeconfig, "apply", "-f", "-")
+		cmd.Stdin = strings.NewReader("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: " + name + ", namespace: bench}\ndata: {a: b}\n")
+		applied[name], applyTarget[name] = time.Now(), to
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("kubectl apply: %v\n%s", err, out)
+		}
+		time.Sleep(spacing) // the same load shape as the missions
+	}
+	waitFor(b, time.Minute, "every kubectl apply seen", func(context.Context) (bool, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) == missions+missions/2, nil
+	})
+	floor := map[string][]time.Duration{}
+	mu.Lock()
+	for name, to := range applyTarget {
+		floor[to] = append(floor[to], seen[to+"/"+name].Sub(applied[name]))
+	}
+	mu.Unlock()
+
 	// Status from depth 3: a drift at d3 reaches the root's Mission.
 	var probe string
 	for name, to := range target {
@@ -184,6 +221,10 @@ func benchCascade(b *testing.B, tr *tree, chain []string, metrics map[string]str
 		b.ReportMetric(ms(percentile(perDepth[name], 0.99)), fmt.Sprintf("delivery-depth%d-p99-ms", i+1))
 	}
 	for i, name := range chain {
+		b.ReportMetric(ms(percentile(floor[name], 0.5)), fmt.Sprintf("kubectl-apply-depth%d-p50-ms", i+1))
+		b.ReportMetric(ms(percentile(floor[name], 0.99)), fmt.Sprintf("kubectl-apply-depth%d-p99-ms", i+1))
+	}
+	for i, name := range chain {
 		crossing := float64(missions - i*missions/len(chain)) // d1 carries all, d3 its own
 		rate := func(v float64) float64 { return v / idleWindow.Seconds() }
 		down := (phase[name].down - rate(idle[name].down)*phaseLen.Seconds()) / crossing
@@ -200,6 +241,9 @@ func benchCascade(b *testing.B, tr *tree, chain []string, metrics map[string]str
 	}
 	b.ReportMetric(ms(percentile(status, 0.5)), "status-depth3-p50-ms")
 	b.ReportMetric(ms(percentile(status, 0.99)), "status-depth3-p99-ms")
+	b.Logf("floor, kubectl apply straight to the cluster, p50/p99: d1 %s/%s, d2 %s/%s, d3 %s/%s",
+		percentile(floor["d1"], 0.5), percentile(floor["d1"], 0.99), percentile(floor["d2"], 0.5), percentile(floor["d2"], 0.99),
+		percentile(floor["d3"], 0.5), percentile(floor["d3"], 0.99))
 	b.Logf("delivery p50/p99: depth 1 %s/%s, depth 2 %s/%s, depth 3 %s/%s; status depth 3 → root p50 %s p99 %s",
 		percentile(perDepth["d1"], 0.5), percentile(perDepth["d1"], 0.99), percentile(perDepth["d2"], 0.5), percentile(perDepth["d2"], 0.99),
 		percentile(perDepth["d3"], 0.5), percentile(perDepth["d3"], 0.99), percentile(status, 0.5), percentile(status, 0.99))

@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,20 +15,11 @@ import (
 	"testing"
 	"time"
 
-	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
 	"github.com/fornax-edge/fornax/internal/join"
 	"github.com/fornax-edge/fornax/internal/link"
 	"github.com/fornax-edge/fornax/internal/localcluster"
 	"github.com/fornax-edge/fornax/internal/simagent"
 )
-
-// benchClusters is the number of simulated clusters (FORNAX_BENCH_CLUSTERS).
-func benchClusters() int {
-	if n, err := strconv.Atoi(os.Getenv("FORNAX_BENCH_CLUSTERS")); err == nil && n > 0 {
-		return n
-	}
-	return 1000
-}
 
 // benchTree starts a root cluster and a hub (a real fornaxd process) with
 // metrics on a free port, and returns the tree and the metrics URL.
@@ -135,82 +125,6 @@ func apiWrites(b *testing.B, c *localcluster.Cluster) float64 {
 }
 
 func hubRSS(b *testing.B, tr *tree) float64 { return rss(b, tr.root.Components()["fornaxd"]) }
-
-// BenchmarkHubIdle connects N simulated clusters (default 1,000) with the
-// default timers (heartbeat 60 s, keepalive 10 s/5 s) to one real fornaxd hub
-// on a real API server, waits until every EdgeCluster shows Connected, then
-// watches an idle window of 130 s (two heartbeats). It reports join latency,
-// hub memory per connected cluster, idle wire traffic per cluster and API
-// writes per second. Run with -benchtime=1x.
-func BenchmarkHubIdle(b *testing.B) {
-	n := benchClusters()
-	tr, metricsURL := benchTree(b, "--keepalive-time", link.KeepaliveTime.String(), "--keepalive-timeout", link.KeepaliveTimeout.String())
-	for b.Loop() {
-		rss0 := hubRSS(b, tr)
-		creds, lat := joinMany(b, tr, n)
-		b.Logf("%d joins: p50 %s, p99 %s", n, percentile(lat, 0.5), percentile(lat, 0.99))
-
-		ctx, cancel := context.WithCancel(context.Background())
-		sims := make([]*simagent.Cluster, n)
-		var runErr atomic.Value
-		var wg sync.WaitGroup
-		for i, c := range creds {
-			sims[i] = simagent.New(c)
-			wg.Go(func() {
-				err := sims[i].Run(ctx, simagent.Options{HeartbeatInterval: link.HeartbeatInterval,
-					KeepaliveTime: link.KeepaliveTime, KeepaliveTimeout: link.KeepaliveTimeout})
-				if err != nil && ctx.Err() == nil {
-					runErr.Store(err)
-				}
-			})
-		}
-		connectBegan := time.Now()
-		waitFor(b, 5*time.Minute, "every simulated cluster Connected at the root", func(ctx context.Context) (bool, error) {
-			if err, _ := runErr.Load().(error); err != nil {
-				return false, err
-			}
-			list := &edgev1alpha1.EdgeClusterList{}
-			if err := tr.rootCli.List(ctx, list); err != nil {
-				return false, err
-			}
-			ready := 0
-			for _, ec := range list.Items {
-				if ec.Status.State == edgev1alpha1.StateConnected {
-					ready++
-				}
-			}
-			return ready == n, nil
-		})
-		b.Logf("all %d Connected at the root %s after the simulated agents started", n, time.Since(connectBegan).Round(time.Millisecond))
-
-		// The idle window: a measurement period, not a synchronisation wait.
-		const window = 130 * time.Second
-		w0, a0 := metric(b, metricsURL, "fornax_hub_status_writes_total"), apiWrites(b, tr.root)
-		var bytes0 int64
-		for _, s := range sims {
-			bytes0 += s.Bytes.Sent.Load() + s.Bytes.Received.Load()
-		}
-		began := time.Now()
-		time.Sleep(window)
-		elapsed := time.Since(began).Seconds()
-		w1, a1 := metric(b, metricsURL, "fornax_hub_status_writes_total"), apiWrites(b, tr.root)
-		var bytes1 int64
-		for _, s := range sims {
-			bytes1 += s.Bytes.Sent.Load() + s.Bytes.Received.Load()
-		}
-		rss1 := hubRSS(b, tr)
-		cancel()
-		wg.Wait()
-
-		b.ReportMetric(float64(percentile(lat, 0.5).Milliseconds()), "join-p50-ms")
-		b.ReportMetric(float64(percentile(lat, 0.99).Milliseconds()), "join-p99-ms")
-		b.ReportMetric((rss1-rss0)/float64(n)/1024, "hub-KiB/cluster")
-		b.ReportMetric(rss1/(1<<20), "hub-MiB")
-		b.ReportMetric(float64(bytes1-bytes0)*8/elapsed/float64(n), "idle-bit/s/cluster")
-		b.ReportMetric((w1-w0)/elapsed, "status-writes/s")
-		b.ReportMetric((a1-a0)/elapsed, "api-writes/s")
-	}
-}
 
 // freezer is a TCP relay whose traffic can be stopped without closing
 // anything, as when a link silently dies (a cut fibre, a NAT that forgets).
