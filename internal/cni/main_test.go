@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -37,7 +36,6 @@ func (s stopAfter) Run() int {
 			code = 1
 		}
 	}
-	close(releaseThread)
 	if shared.dir != "" {
 		_ = os.RemoveAll(shared.dir)
 	}
@@ -59,31 +57,11 @@ var shared struct {
 // apiServer starts the shared API server on first use.
 func apiServer(t *testing.T) *localcluster.Cluster {
 	t.Helper()
-	shared.once.Do(func() { onLongLivedThread(startShared) })
+	shared.once.Do(startShared) // localcluster starts its processes from a thread that never exits
 	if shared.err != nil {
 		t.Fatalf("starting the API server: %v", shared.err)
 	}
 	return shared.c
-}
-
-// releaseThread ends the thread the shared cluster was started from.
-var releaseThread = make(chan struct{})
-
-// onLongLivedThread runs f on an OS thread that lives until the tests
-// end. localcluster's processes get SIGKILL when the thread that started
-// them exits (Pdeathsig is per thread), and netplane (like this test's
-// newNamedNS) ends the threads it moved into other namespaces: a cluster
-// started from a pooled thread dies at random when such a thread is the
-// one that started it.
-func onLongLivedThread(f func()) {
-	done := make(chan struct{})
-	go func() {
-		runtime.LockOSThread()
-		f()
-		close(done)
-		<-releaseThread
-	}()
-	<-done
 }
 
 // startShared starts the API server and installs Fornax's API.

@@ -77,7 +77,7 @@ func (h *Hub) reconcile(ctx context.Context, req reconcile.Request) (reconcile.R
 			h.requestSync() // what was sent for it is no longer desired
 			if wasChild {
 				// Its descendants go with it.
-				return reconcile.Result{}, h.syncDescendants(ctx, name)
+				return reconcile.Result{}, h.setDescendants(ctx, name, nil)
 			}
 			return reconcile.Result{}, nil
 		}

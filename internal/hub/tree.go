@@ -172,21 +172,31 @@ func sortedStates(m map[string]*linkpb.ClusterState) []*linkpb.ClusterState {
 func (h *Hub) syncDescendants(ctx context.Context, childName string) error {
 	h.mu.Lock()
 	c := h.children[childName]
+	if c == nil || c.lastSeq == 0 {
+		// Nothing reported by this child since this hub started: what it
+		// has below is unknown, not gone. Deleting its descendants now would
+		// take them out of every placement and delete their missions.
+		h.mu.Unlock()
+		return nil
+	}
 	want := map[string]*linkpb.ClusterState{}
-	if c != nil {
-		for n, s := range c.states {
-			if n == childName {
-				continue
-			}
-			if owner, _, _ := h.locate(n); owner != childName || h.children[n] != nil || n == h.opts.Name {
-				h.log.Warn("a child reports a cluster that is elsewhere in the tree; ignored", "child", childName, "cluster", n, "owner", owner)
-				continue
-			}
-			want[n] = s
+	for n, s := range c.states {
+		if n == childName {
+			continue
 		}
+		if owner, _, _ := h.locate(n); owner != childName || h.children[n] != nil || n == h.opts.Name {
+			h.log.Warn("a child reports a cluster that is elsewhere in the tree; ignored", "child", childName, "cluster", n, "owner", owner)
+			continue
+		}
+		want[n] = s
 	}
 	h.mu.Unlock()
+	return h.setDescendants(ctx, childName, want)
+}
 
+// setDescendants makes the EdgeClusters shown below a child exactly want
+// (none: the child was removed, and its subtree goes with it).
+func (h *Hub) setDescendants(ctx context.Context, childName string, want map[string]*linkpb.ClusterState) error {
 	list := &edgev1alpha1.EdgeClusterList{}
 	var sel client.ListOption = client.MatchingLabels{LabelVia: childName}
 	if h.viaIndexed {

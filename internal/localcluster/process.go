@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -77,7 +78,7 @@ func startProcess(spec processSpec) (*process, error) {
 	}
 	cmd.SysProcAttr = attr
 	fmt.Fprintf(logFile, "\n=== %s starting %s %s\n", time.Now().Format(time.RFC3339), spec.path, strings.Join(spec.args, " "))
-	if err := cmd.Start(); err != nil {
+	if err := onSpawnThread(cmd.Start); err != nil {
 		return nil, fmt.Errorf("starting %s (%s): %w", spec.name, spec.path, err)
 	}
 	p := &process{name: spec.name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
@@ -86,6 +87,31 @@ func startProcess(spec processSpec) (*process, error) {
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// The parent-death signal fires when the *thread* that started a child exits,
+// not the process: a test that lets a thread die on purpose (one that entered
+// another network namespace, as netplane does) would kill whatever that
+// thread had started. Every child is therefore started from one thread that
+// is locked and never exits.
+var (
+	spawnOnce sync.Once
+	spawnReq  chan func()
+)
+
+func onSpawnThread(start func() error) error {
+	spawnOnce.Do(func() {
+		spawnReq = make(chan func())
+		go func() {
+			runtime.LockOSThread() // never unlocked: this thread lives as long as the process
+			for f := range spawnReq {
+				f()
+			}
+		}()
+	})
+	errc := make(chan error, 1)
+	spawnReq <- func() { errc <- start() }
+	return <-errc
 }
 
 func (p *process) pid() int { return p.cmd.Process.Pid }
