@@ -125,15 +125,37 @@ func (h *Hub) descendantView(v view, childName string, c *child, st *linkpb.Clus
 // Subtree returns the state of every cluster below this one, for this
 // cluster's own report to its parent: each child as this hub sees it (its
 // link, its labels here) and its descendants as the child relayed them.
+//
+// A child that has reported nothing since this hub started (it restarted,
+// and the child has not reconnected yet) is reported from what is stored
+// here, its EdgeClusters, as disconnected: its subtree is out of reach, not
+// gone. Reporting it gone would make the parent delete its EdgeClusters and
+// take it out of every placement, which deletes its missions.
 func (h *Hub) Subtree() []*linkpb.ClusterState {
+	stored := &edgev1alpha1.EdgeClusterList{}
+	if h.client != nil {
+		// From the cache, read-only; an error leaves only the live view.
+		_ = h.client.List(context.Background(), stored, client.UnsafeDisableDeepCopy)
+	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	var out []*linkpb.ClusterState
+	for i := range stored.Items {
+		ec := &stored.Items[i]
+		child := ec.Labels[LabelVia]
+		if child == "" {
+			child = ec.Name
+		}
+		if c := h.children[child]; c != nil && len(c.states) > 0 {
+			continue // the child's own report says what is below it
+		}
+		out = append(out, storedState(ec, h.opts.Name))
+	}
 	names := make([]string, 0, len(h.children))
 	for n := range h.children {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	var out []*linkpb.ClusterState
 	for _, n := range names {
 		c := h.children[n]
 		for _, s := range sortedStates(c.states) {
@@ -154,7 +176,22 @@ func (h *Hub) Subtree() []*linkpb.ClusterState {
 			out = append(out, s)
 		}
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
 	return out
+}
+
+// storedState is what is known of a cluster of the subtree from its stored
+// EdgeCluster alone: who it is, where, and when it was last heard from;
+// disconnected.
+func storedState(ec *edgev1alpha1.EdgeCluster, self string) *linkpb.ClusterState {
+	s := &linkpb.ClusterState{Name: ec.Name, Parent: ec.Status.Parent, Labels: ownLabels(ec)}
+	if ec.Labels[LabelVia] == "" {
+		s.Parent = self
+	}
+	if t := ec.Status.LastHeartbeatTime; t != nil {
+		s.LastSeenUnixMs = t.UnixMilli()
+	}
+	return s
 }
 
 func sortedStates(m map[string]*linkpb.ClusterState) []*linkpb.ClusterState {

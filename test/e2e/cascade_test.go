@@ -312,14 +312,20 @@ func TestCascade(t *testing.T) {
 	waitFor(t, 90*time.Second, "the whole tree Ready again", func(ctx context.Context) (bool, error) {
 		for _, name := range subtree {
 			ec, err := tr.ec(t, ctx, name)
-			if err != nil || condStatus(ec, edgev1alpha1.EdgeClusterReady) != metav1.ConditionTrue {
+			if err != nil {
 				return false, err
+			}
+			if condStatus(ec, edgev1alpha1.EdgeClusterReady) != metav1.ConditionTrue {
+				return false, fmt.Errorf("%s: state %s, Ready %s", name, ec.Status.State, condStatus(ec, edgev1alpha1.EdgeClusterReady))
 			}
 		}
 		got := &edgev1alpha1.Mission{}
 		if err := tr.rootCli.Get(ctx, client.ObjectKey{Namespace: "apps", Name: "by-inherited-label"}, got); err != nil {
 			return false, err
 		}
-		return got.Status.Summary.Ready == 4, nil
+		if got.Status.Summary.Ready != 4 {
+			return false, fmt.Errorf("by-inherited-label: %+v", got.Status.Summary)
+		}
+		return true, nil
 	})
 }
