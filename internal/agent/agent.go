@@ -71,6 +71,13 @@ type Options struct {
 	// OrphanGrace is how long a mission the parent no longer knows keeps
 	// running here before it is deleted; default DefaultOrphanGrace.
 	OrphanGrace time.Duration
+	// Relay: this cluster's hub relays the parent's objects to children
+	// (a middle cluster). Network objects are then stored with the hub's
+	// delivery finalizer, so their deletion reaches the children.
+	Relay bool
+	// OnLinkChange is told when the link to the parent comes up or goes
+	// down (the gateway marks its peers stale meanwhile).
+	OnLinkChange func(up bool)
 }
 
 // Defaults of Options.
@@ -116,9 +123,12 @@ type Agent struct {
 	dirty   chan struct{}
 	nodes   func() []*corev1.Node
 
-	client  client.Client // this cluster's API, for the parent's missions
+	client  client.Client // this cluster's API, for the parent's missions and network objects
 	applier *apply.Applier
 	watch   *objectWatch
+	// deferred holds network objects to store once their predecessor of the
+	// same name is gone.
+	deferred deferredObjects
 
 	// outgoing carries frames from other goroutines (name checks) to the
 	// session; pending holds the name checks awaiting their answer.
@@ -202,6 +212,16 @@ func (a *Agent) CheckName(ctx context.Context, name, uid string) (bool, string, 
 // MarkDirty asks for a change-based report (coalesced per report interval).
 func (a *Agent) MarkDirty() { a.markDirty() }
 
+// Connected tells whether the link to the parent is up.
+func (a *Agent) Connected() bool { return a.linkUp.Load() }
+
+// setLinkUp records the link's state and tells OnLinkChange.
+func (a *Agent) setLinkUp(up bool) {
+	if a.linkUp.Swap(up) != up && a.opts.OnLinkChange != nil {
+		a.opts.OnLinkChange(up)
+	}
+}
+
 // Path returns this cluster's path in the tree as last stated by the parent
 // (stored, so known while the uplink is down), or "" before the first Welcome.
 func (a *Agent) Path() string { return a.creds.Load().Path }
@@ -284,6 +304,7 @@ func (a *Agent) ownState(ctx context.Context) *linkpb.ClusterState {
 		Summary:        summarize(version, a.nodes(), a.opts.Distro),
 		ObservedUnixMs: time.Now().UnixMilli(),
 		Missions:       a.missionStates(),
+		Gateway:        a.gatewayState(ctx),
 	}
 }
 
@@ -364,8 +385,8 @@ func (a *Agent) session(ctx context.Context) bool {
 	a.mu.Unlock()
 
 	incoming, errc := link.Pump(sctx, stream.Recv)
-	a.linkUp.Store(true)
-	defer a.linkUp.Store(false)
+	a.setLinkUp(true)
+	defer a.setLinkUp(false)
 
 	send := func(f *linkpb.ChildFrame) error { return stream.Send(f) }
 	var lastReport time.Time
@@ -409,12 +430,12 @@ func (a *Agent) session(ctx context.Context) bool {
 				if err := a.storeObjects(sctx, b.Objects); err != nil {
 					// Not acknowledged: the parent's view of what this
 					// cluster holds stays behind, and the batch is resent.
-					a.log.Error("cannot store the parent's missions; reconnecting", "error", err.Error())
+					a.log.Error("cannot store the parent's objects; reconnecting", "error", err.Error())
 					return true
 				}
 				a.log.Debug("objects stored", "seq", b.Objects.GetSeq(), "objects", len(b.Objects.GetObjects()), "took", time.Since(t0))
 				if err := send(&linkpb.ChildFrame{Body: &linkpb.ChildFrame_Ack{Ack: &linkpb.Ack{Seq: b.Objects.GetSeq()}}}); err != nil {
-					a.logStreamError("acknowledging missions", err)
+					a.logStreamError("acknowledging objects", err)
 					return true
 				}
 			case *linkpb.ParentFrame_HaveRequest:

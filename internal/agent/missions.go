@@ -56,6 +56,9 @@ func (a *Agent) SetupWithManager(mgr ctrl.Manager) error {
 	if err := mgr.Add(a.watch); err != nil {
 		return err
 	}
+	if err := a.setupNetwork(mgr); err != nil {
+		return err
+	}
 	fromParent := predicate.NewPredicateFuncs(func(o client.Object) bool { return o.GetLabels()[labelFromParent] == "true" })
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("mission-apply").
@@ -65,10 +68,26 @@ func (a *Agent) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(reconcile.Func(a.reconcileMission))
 }
 
-// have lists the parent's missions this cluster holds, for Hello. An error
-// must not be taken for "nothing": the parent would then never tell this
-// cluster about deletions it missed.
+// have lists the parent's missions and network objects this cluster holds,
+// for Hello. An error must not be taken for "nothing": the parent would then
+// never tell this cluster about deletions it missed.
 func (a *Agent) have(ctx context.Context) ([]*linkpb.ObjectVersion, error) {
+	missions, err := a.haveMissions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if a.client == nil {
+		return missions, nil
+	}
+	network, err := a.haveNetwork(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return append(missions, network...), nil
+}
+
+// haveMissions lists the parent's missions this cluster holds.
+func (a *Agent) haveMissions(ctx context.Context) ([]*linkpb.ObjectVersion, error) {
 	if a.client == nil {
 		return nil, nil
 	}
@@ -85,12 +104,27 @@ func (a *Agent) have(ctx context.Context) ([]*linkpb.ObjectVersion, error) {
 	return out, nil
 }
 
-// storeObjects keeps the parent's missions in this cluster's API server, where
-// they survive restarts and a lost uplink.
+// storeObjects keeps the parent's missions and network objects in this
+// cluster's API server, where they survive restarts and a lost uplink.
+// Network objects are stored first, VPCs before subnets: a subnet's VPC is
+// there when the subnet is.
 func (a *Agent) storeObjects(ctx context.Context, b *linkpb.ObjectBatch) error {
+	for _, kind := range []string{kindVPC, kindSubnet, kindGateway} {
+		for _, o := range b.GetObjects() {
+			if o.GetVersion().GetKind() != kind {
+				continue
+			}
+			if err := a.storeNetwork(ctx, o); err != nil {
+				return err
+			}
+		}
+	}
 	for _, o := range b.GetObjects() {
 		v := o.GetVersion()
 		if v.GetKind() != "Mission" {
+			if !isNetworkKind(v.GetKind()) {
+				a.log.Warn("the parent sent an object of a kind this fornaxd does not know; ignored", "kind", v.GetKind(), "name", v.GetName())
+			}
 			continue
 		}
 		a.setMissionState(v.GetNamespace()+"/"+v.GetName()+"@parent", nil) // a conflict reported before, if any

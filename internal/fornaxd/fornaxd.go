@@ -1,6 +1,7 @@
 // Package fornaxd wires fornaxd's roles into one process: the hub role
-// (--listen) and the agent role (whenever the cluster has joined a parent),
-// with Prometheus metrics and health endpoints.
+// (--listen), the agent role (whenever the cluster has joined a parent) and
+// the gateway role (--gateway-endpoint), with Prometheus metrics and health
+// endpoints.
 package fornaxd
 
 import (
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -27,11 +29,14 @@ import (
 	"sigs.k8s.io/yaml"
 
 	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
+	networkv1alpha1 "github.com/fornax-edge/fornax/api/network/v1alpha1"
 	"github.com/fornax-edge/fornax/internal/agent"
+	"github.com/fornax-edge/fornax/internal/gateway"
 	"github.com/fornax-edge/fornax/internal/hub"
 	"github.com/fornax-edge/fornax/internal/join"
 	"github.com/fornax-edge/fornax/internal/link"
 	"github.com/fornax-edge/fornax/internal/link/linkpb"
+	"github.com/fornax-edge/fornax/internal/netplane"
 )
 
 // Version is set at build time.
@@ -59,6 +64,9 @@ type Options struct {
 	HealthAddr        string
 	PprofAddr         string
 	LogLevel          string
+	GatewayEndpoint   string
+	GatewayPrefix     string
+	GatewayResync     time.Duration
 }
 
 // NewCommand returns the fornaxd command.
@@ -78,12 +86,22 @@ API server. Run 'fornaxctl init' in the cluster first (it creates the hub CA).
 
 Agent role: runs whenever this cluster has joined a parent ('fornaxctl join'
 stored the credentials in the Secret fornax-system/fornax-agent); it reports this
-cluster to the parent and keeps the link up. A middle cluster runs both.`,
+cluster to the parent and keeps the link up. A middle cluster runs both.
+
+Gateway role (--gateway-endpoint): programs this cluster's share of the VPCs'
+data plane (a router network namespace per VPC, a bridge per local subnet,
+VXLAN to the other gateways) from the VPCs, Subnets and Gateways in this
+cluster, and writes this cluster's Gateway, which travels up the tree to the
+other clusters of its VPCs. Run it on the gateway node, with hostNetwork and
+NET_ADMIN; stopping fornaxd leaves the data plane in place.`,
 		Example: `  # The root: hub role only
   fornaxd --kubeconfig root.kubeconfig --listen :7443 --cluster-name root
 
   # A leaf that joined a parent: agent role only
-  fornaxd --kubeconfig edge.kubeconfig --report-interval 2s`,
+  fornaxd --kubeconfig edge.kubeconfig --report-interval 2s
+
+  # A leaf whose gateway node has the underlay address 192.0.2.10
+  fornaxd --kubeconfig edge.kubeconfig --gateway-endpoint 192.0.2.10`,
 		SilenceUsage: true,
 		Args:         cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -117,6 +135,9 @@ cluster to the parent and keeps the link up. A middle cluster runs both.`,
 	f.StringVar(&o.HealthAddr, "health-bind-address", ":9091", "address of /healthz and /readyz ('0' disables them)")
 	f.StringVar(&o.PprofAddr, "pprof-bind-address", "", "address of Go's /debug/pprof profiles, e.g. 127.0.0.1:6060 (empty: off); for diagnosing memory and CPU")
 	f.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&o.GatewayEndpoint, "gateway-endpoint", "", "gateway role: the underlay IPv4 address of this cluster's gateway node, where fornaxd runs with hostNetwork and NET_ADMIN (empty: no gateway role)")
+	f.StringVar(&o.GatewayPrefix, "gateway-prefix", netplane.DefaultPrefix, "gateway role: prefix of the router network namespaces (<prefix>-vpc-<VNI>); fornax-cni's routerPrefix must be the same")
+	f.DurationVar(&o.GatewayResync, "gateway-resync", gateway.DefaultResync, "gateway role: how often the data plane is checked and repaired when nothing changes")
 	return cmd
 }
 
@@ -153,6 +174,9 @@ func Run(ctx context.Context, o Options) error {
 	if err := edgev1alpha1.AddToScheme(scheme); err != nil {
 		return err
 	}
+	if err := networkv1alpha1.AddToScheme(scheme); err != nil {
+		return err
+	}
 	mgr, err := ctrl.NewManager(cfg, manager.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
@@ -173,8 +197,17 @@ func Run(ctx context.Context, o Options) error {
 	roles := 0
 	// A middle cluster runs both roles: the agent reports the hub's subtree
 	// upward, and the hub places its children below the agent's position.
-	var h *hub.Hub
+	var (
+		h  *hub.Hub
+		gw *gateway.Gateway
+	)
 	ag, err := agent.New(ctx, agent.Options{
+		Relay: o.Listen != "",
+		OnLinkChange: func(bool) {
+			if gw != nil {
+				gw.Nudge()
+			}
+		},
 		Namespace: o.Namespace, ReportInterval: o.ReportInterval, HeartbeatInterval: o.HeartbeatInterval, OrphanGrace: o.OrphanGrace, ReconnectMaxDelay: o.ReconnectMaxDelay,
 		KeepaliveTime: o.KeepaliveTime, KeepaliveTimeout: o.KeepaliveTimeout, Distro: o.Distro,
 		Version: Version, Logger: log,
@@ -223,6 +256,7 @@ func Run(ctx context.Context, o Options) error {
 		if hopts.Name == "" {
 			return errors.New("the hub role needs this cluster's name: give --cluster-name (e.g. root)")
 		}
+		hopts.Root = ag == nil
 		hopts.Events = mgr.GetEventRecorder("fornax-hub")
 		h, err = hub.New(ctx, hopts, kube, mgr.GetClient())
 		if err != nil {
@@ -236,11 +270,42 @@ func Run(ctx context.Context, o Options) error {
 		}
 		roles++
 	}
+	if o.GatewayEndpoint != "" {
+		gopts, err := gatewayOptions(o, ag, log)
+		if err != nil {
+			return err
+		}
+		if gw, err = gateway.New(gopts, nil); err != nil {
+			return err
+		}
+		defer gw.Close() //nolint:errcheck // releases a namespace handle; the data plane stays
+		if err := gw.SetupWithManager(mgr); err != nil {
+			return err
+		}
+		roles++
+	}
 	if roles == 0 {
 		return errors.New("nothing to do: give --listen for the hub role, or join this cluster to a parent with 'fornaxctl join' for the agent role")
 	}
-	log.Info("fornaxd starting", "version", Version, "hub", o.Listen != "", "agent", ag != nil)
+	log.Info("fornaxd starting", "version", Version, "hub", o.Listen != "", "agent", ag != nil, "gateway", gw != nil)
 	return mgr.Start(ctx)
+}
+
+// gatewayOptions are the gateway role's options: this cluster's name is the
+// one it joined with, or --cluster-name at the root.
+func gatewayOptions(o Options, ag *agent.Agent, log *slog.Logger) (gateway.Options, error) {
+	endpoint, err := netip.ParseAddr(o.GatewayEndpoint)
+	if err != nil || !endpoint.Is4() {
+		return gateway.Options{}, fmt.Errorf("--gateway-endpoint %q is not an IPv4 address: give the underlay address of this cluster's gateway node", o.GatewayEndpoint)
+	}
+	gopts := gateway.Options{Cluster: o.ClusterName, Endpoint: endpoint, Prefix: o.GatewayPrefix, Resync: o.GatewayResync, Logger: log}
+	if ag != nil {
+		gopts.Cluster, gopts.ParentConnected = ag.Cluster(), ag.Connected
+	}
+	if gopts.Cluster == "" {
+		return gateway.Options{}, errors.New("the gateway role needs this cluster's name: join it to a parent, or give --cluster-name at the root")
+	}
+	return gopts, nil
 }
 
 // applyConfigFile sets every flag named in a YAML file that was not given on

@@ -1,7 +1,10 @@
 // Package hub is the parent side of the Fornax link (fornaxd's hub role): it
 // accepts child clusters (Join, Renew, Connect), keeps what they report in
 // memory, and reflects it into one EdgeCluster per child in its own API
-// server, writing only when something changes.
+// server, writing only when something changes. It sends each child the
+// missions and the network objects (VPCs, Subnets, Gateways) its subtree
+// needs, materialises the Gateways its subtree reports, and, at the root,
+// allocates the VPCs' VNIs and keeps VPC and Subnet status.
 //
 // The package never imports the agent package: the two meet only through the
 // protocol in internal/link.
@@ -80,6 +83,9 @@ type Options struct {
 	// Events records Kubernetes Events on EdgeClusters and Missions (link
 	// up and down, readiness, orphans, deletions); nil records none.
 	Events events.EventRecorder
+	// Root: this cluster has no parent. Its hub allocates the VPCs' VNIs
+	// and keeps the status of VPCs and Subnets.
+	Root bool
 }
 
 func (o *Options) complete() error {
@@ -133,6 +139,13 @@ type Hub struct {
 	// viaIndexed: h.client's cache indexes EdgeClusters by LabelVia (set up
 	// before the manager starts).
 	viaIndexed bool
+	// networkChanged asks for the deleted network objects to be looked at
+	// again (a child acknowledged a deletion).
+	networkChanged chan struct{}
+	// gatewaysChanged signals that gwDirty (under dirtyMu) holds clusters
+	// whose reported gateway may have changed.
+	gatewaysChanged chan struct{}
+	gwDirty         map[string]struct{}
 
 	servingMu   sync.Mutex
 	serving     *tls.Certificate
@@ -150,6 +163,9 @@ type Hub struct {
 	delivered map[string]string
 	// placed holds each cluster's placement facts as last seen (placementFacts).
 	placed map[string]string
+	// vnis holds the VNIs this (root) hub wrote, by VPC name, so that one
+	// its cache has not seen yet is not given twice.
+	vnis map[string]int32
 }
 
 // child is what the hub knows about one connected (or once connected) child.
@@ -193,8 +209,9 @@ func New(ctx context.Context, opts Options, kube kubernetes.Interface, c client.
 	return &Hub{
 		opts: opts, kube: kube, client: c, log: opts.Logger.With("role", "hub"),
 		started: time.Now(), ca: ca, changed: make(chan struct{}, 1), dirty: map[string]struct{}{}, missionsChanged: make(chan struct{}, 1),
-		syncNeeded: make(chan struct{}, 1),
-		children:   map[string]*child{}, delivered: map[string]string{}, childLabels: map[string]map[string]string{}, placed: map[string]string{},
+		syncNeeded: make(chan struct{}, 1), networkChanged: make(chan struct{}, 1), gatewaysChanged: make(chan struct{}, 1), gwDirty: map[string]struct{}{},
+		children: map[string]*child{}, delivered: map[string]string{}, childLabels: map[string]map[string]string{}, placed: map[string]string{},
+		vnis: map[string]int32{},
 	}, nil
 }
 

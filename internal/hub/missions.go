@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -36,7 +37,8 @@ const (
 
 const missionKind = "Mission"
 
-func objectKey(namespace, name string) string { return namespace + "/" + name }
+// missionKey is a mission's link.ObjectKey.
+func missionKey(namespace, name string) string { return link.ObjectKey(missionKind, namespace, name) }
 
 // clustersBelow returns the clusters this hub knows, for placement.
 func (h *Hub) clustersBelow(ctx context.Context) ([]placement.Cluster, error) {
@@ -84,7 +86,7 @@ func (h *Hub) desiredObjects(ctx context.Context) (map[string]map[string]*linkpb
 	out := map[string]map[string]*linkpb.Object{}
 	for i := range missions.Items {
 		m := &missions.Items[i]
-		known[objectKey(m.Namespace, m.Name)] = true
+		known[missionKey(m.Namespace, m.Name)] = true
 		if m.DeletionTimestamp != nil {
 			continue
 		}
@@ -112,7 +114,7 @@ func (h *Hub) desiredObjects(ctx context.Context) (map[string]map[string]*linkpb
 			if out[child] == nil {
 				out[child] = map[string]*linkpb.Object{}
 			}
-			out[child][objectKey(m.Namespace, m.Name)] = &linkpb.Object{Version: v, Payload: payload, Targets: targets, Origin: origin}
+			out[child][missionKey(m.Namespace, m.Name)] = &linkpb.Object{Version: v, Payload: payload, Targets: targets, Origin: origin}
 		}
 	}
 	return out, known, nil
@@ -168,15 +170,16 @@ func digestOf(generation int64, targets []string) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// orphanNotice marks, in session.sent, a mission the child was told is
+// orphanNotice marks, in session.sent, an object the child was told is
 // orphaned.
 const orphanNotice = "\x00orphaned"
 
 // sendObjects sends a child what differs between desired and what it holds:
-// new and changed missions; deletions of missions known here that it should
-// no longer hold; orphan notices for missions it holds that are not known
-// here at all.
-func (h *Hub) sendObjects(child string, desired map[string]*linkpb.Object, known map[string]bool) {
+// new and changed objects; deletions of objects known here that it should
+// no longer hold; orphan notices for objects it holds that are not known
+// here at all. Objects of the kinds in skip (this pass could not compute
+// them) are left as they are.
+func (h *Hub) sendObjects(child string, desired map[string]*linkpb.Object, known map[string]bool, skip map[string]bool) {
 	h.mu.Lock()
 	c := h.children[child]
 	if c == nil || c.session == nil {
@@ -205,8 +208,11 @@ func (h *Hub) sendObjects(child string, desired map[string]*linkpb.Object, known
 		if _, ok := desired[key]; ok {
 			continue
 		}
-		ns, name, _ := strings.Cut(key, "/")
-		v := &linkpb.ObjectVersion{Kind: missionKind, Namespace: ns, Name: name}
+		kind, ns, name := link.SplitObjectKey(key)
+		if skip[kind] {
+			continue
+		}
+		v := &linkpb.ObjectVersion{Kind: kind, Namespace: ns, Name: name}
 		switch {
 		case known[key]:
 			batch.Objects = append(batch.Objects, &linkpb.Object{Deleted: true, Version: v})
@@ -215,7 +221,7 @@ func (h *Hub) sendObjects(child string, desired map[string]*linkpb.Object, known
 		case digest != orphanNotice:
 			batch.Objects = append(batch.Objects, &linkpb.Object{Orphaned: true, Version: v})
 			sess.sent[key] = orphanNotice
-			h.log.Warn("a child holds a mission this cluster does not know; told it is orphaned", "cluster", child, "mission", key)
+			h.log.Warn("a child holds an object this cluster does not know; told it is orphaned", "cluster", child, "kind", kind, "object", key)
 		}
 	}
 	if len(batch.Objects) == 0 {
@@ -292,13 +298,29 @@ func (h *Hub) syncLoop(ctx context.Context) error {
 	}
 }
 
-// syncAllObjects re-sends to every connected child what changed.
+// syncAllObjects re-sends to every connected child what changed: missions
+// and network objects.
 func (h *Hub) syncAllObjects(ctx context.Context) {
 	desired, known, err := h.desiredObjects(ctx)
 	if err != nil {
 		h.log.Warn("cannot compute the missions for the children", "error", err.Error())
 		return
 	}
+	var skip map[string]bool
+	netDesired, netKnown, err := h.desiredNetwork(ctx)
+	if err != nil {
+		// Missions still travel; the children keep the network objects
+		// they hold until a pass can compute them.
+		h.log.Warn("cannot compute the network objects for the children", "error", err.Error())
+		skip = map[string]bool{KindVPC: true, KindSubnet: true, KindGateway: true}
+	}
+	for child, objs := range netDesired {
+		if desired[child] == nil {
+			desired[child] = map[string]*linkpb.Object{}
+		}
+		maps.Copy(desired[child], objs)
+	}
+	maps.Copy(known, netKnown)
 	h.mu.Lock()
 	var names []string
 	for n, c := range h.children {
@@ -308,6 +330,6 @@ func (h *Hub) syncAllObjects(ctx context.Context) {
 	}
 	h.mu.Unlock()
 	for _, n := range names {
-		h.sendObjects(n, desired[n], known)
+		h.sendObjects(n, desired[n], known, skip)
 	}
 }

@@ -221,7 +221,7 @@ func (h *Hub) finishDeletion(ctx context.Context, m *edgev1alpha1.Mission, clust
 // mission: a connected child until it has acknowledged the deletion; a
 // disconnected one if the mission's status shows a cluster of its subtree.
 func (h *Hub) deletionHolders(m *edgev1alpha1.Mission, clusters []placement.Cluster) (holders []string, offline bool) {
-	key := objectKey(m.Namespace, m.Name)
+	key := missionKey(m.Namespace, m.Name)
 	self := strings.Split(h.path(), "/")
 	nextHop := map[string]string{}
 	for _, c := range clusters {

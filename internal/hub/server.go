@@ -283,7 +283,7 @@ func (s *server) Connect(stream linkpb.Link_ConnectServer) error {
 	defer cancel()
 	sess := &session{cancel: cancel, out: make(chan *linkpb.ParentFrame, 16), done: make(chan struct{}), sent: map[string]string{}, deleting: map[string]uint64{}}
 	for _, v := range hello.GetHave() {
-		sess.sent[objectKey(v.GetNamespace(), v.GetName())] = v.GetDigest()
+		sess.sent[link.HaveKey(v)] = v.GetDigest()
 	}
 	sess.haveDigests = hello.GetHaveDigests()
 	defer close(sess.done)
@@ -375,7 +375,10 @@ func (h *Hub) handle(name string, f *linkpb.ChildFrame) (*linkpb.ParentFrame, er
 			// A gap: this hub missed a report. Ask for everything.
 			return resync(fmt.Sprintf("report %d follows %d", r.GetSeq(), c.lastSeq)), nil
 		}
-		changed, err := applyReport(c, r)
+		changed, gateways, err := applyReport(c, r)
+		if len(gateways) > 0 {
+			h.notifyGateways(gateways...)
+		}
 		if err != nil {
 			return resync(err.Error()), nil
 		}
@@ -420,7 +423,7 @@ func (h *Hub) handle(name string, f *linkpb.ChildFrame) (*linkpb.ParentFrame, er
 				if sess.haveWanted[link.Bucket(link.HaveKey(v))] {
 					continue // not one of the buckets this list answers for
 				}
-				sess.sent[objectKey(v.GetNamespace(), v.GetName())] = v.GetDigest()
+				sess.sent[link.HaveKey(v)] = v.GetDigest()
 			}
 			if len(sess.haveWanted) == 0 {
 				sess.haveWanted = nil
@@ -441,6 +444,7 @@ func (h *Hub) handle(name string, f *linkpb.ChildFrame) (*linkpb.ParentFrame, er
 			}
 			if cleared {
 				h.notifyMissions()
+				h.notifyNetwork()
 			}
 		}
 		return nil, nil
@@ -454,9 +458,9 @@ func resync(reason string) *linkpb.ParentFrame {
 }
 
 // applyReport merges a report into the child's states and returns the
-// clusters whose facts changed (or that left).
-func applyReport(c *child, r *linkpb.Report) ([]string, error) {
-	var changed []string
+// clusters whose facts changed (or that left), and among them those whose
+// gateway changed (or that left).
+func applyReport(c *child, r *linkpb.Report) (changed, gateways []string, err error) {
 	if r.GetFull() {
 		keep := map[string]bool{}
 		for _, s := range r.GetClusters() {
@@ -465,28 +469,31 @@ func applyReport(c *child, r *linkpb.Report) ([]string, error) {
 		for n := range c.states {
 			if !keep[n] {
 				delete(c.states, n)
-				changed = append(changed, n)
+				changed, gateways = append(changed, n), append(gateways, n)
 			}
 		}
 	}
 	for _, n := range r.GetRemoved() {
 		if _, ok := c.states[n]; ok {
 			delete(c.states, n)
-			changed = append(changed, n)
+			changed, gateways = append(changed, n), append(gateways, n)
 		}
 	}
 	for _, s := range r.GetClusters() {
 		old := c.states[s.GetName()]
 		s, err := link.ApplyDelta(old, s)
 		if err != nil {
-			return changed, err
+			return changed, gateways, err
 		}
 		if old == nil || !link.SameFacts(old, s) {
 			changed = append(changed, s.GetName())
+			if !proto.Equal(old.GetGateway(), s.GetGateway()) {
+				gateways = append(gateways, s.GetName())
+			}
 		}
 		c.states[s.GetName()] = s
 	}
-	return changed, nil
+	return changed, gateways, nil
 }
 
 func values(m map[string]*linkpb.ClusterState) []*linkpb.ClusterState {

@@ -40,17 +40,21 @@
 //	                             the subtree; those not listed are gone) or partial (changes
 //	                             since seq-1 plus removed names); one ClusterState per cluster,
 //	                             in a partial report with only the missions whose state changed
-//	                             (missions_delta, missions_removed).
+//	                             (missions_delta, missions_removed), and the cluster's gateway
+//	                             (endpoint, key, VPCs, subnets, generation, readiness) if it
+//	                             runs one.
 //	parent → child   Ack         the highest report seq applied. The child keeps unacknowledged
 //	                             changes and folds them into its next report.
 //	child  → parent  Heartbeat   every heartbeat interval: the last report seq, a digest of the
 //	                             whole subtree state as of that seq, and the child's own summary.
 //	parent → child   Resync      the parent's state differs from the digest, or has a gap in seq:
 //	                             the child answers with a full report.
-//	parent → child   ObjectBatch desired objects (missions, network objects) with generations,
-//	                             numbered like reports; each object new or changed, deleted (a
-//	                             deletion someone asked for), or orphaned (the parent does not
-//	                             know it: kept, deleted after the child's grace unless sent again).
+//	parent → child   ObjectBatch desired objects (missions; VPCs, Subnets and Gateways) with
+//	                             generations, numbered like reports, each named by its kind,
+//	                             namespace and name (ObjectKey); each object new or changed,
+//	                             deleted (a deletion someone asked for), or orphaned (the parent
+//	                             does not know it: a mission is kept and deleted after the
+//	                             child's grace unless sent again; a network object is kept).
 //	child  → parent  Ack         the highest object batch seq stored; a deleted mission stays at
 //	                             the parent (finalizer) until every child that may hold it has
 //	                             acknowledged its deletion.
@@ -80,5 +84,6 @@
 //	1  2026-11-21  first version: Join, Renew, Connect with Hello/Welcome, Report/Ack,
 //	               Heartbeat with digest, ResyncRequest, ObjectBatch, NameCheck; before
 //	               any release: bucket digests (HaveRequest/HaveList), mission deltas,
-//	               orphan notices.
+//	               orphan notices, network objects (kind in the object key) and
+//	               ClusterState.gateway.
 package link

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"hash/fnv"
 	"slices"
+	"strings"
 
 	"github.com/fornax-edge/fornax/internal/link/linkpb"
 )
@@ -20,15 +21,33 @@ const (
 // beyond, the bucket digests (512 bytes) are smaller.
 const HaveDirectMax = 8
 
-// Bucket returns the bucket of an object key ("namespace/name").
+// Bucket returns the bucket of an object key (ObjectKey).
 func Bucket(key string) uint32 {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(key))
 	return h.Sum32() % HaveBuckets
 }
 
+// ObjectKey identifies an object sent down the tree: "kind/namespace/name"
+// ("VPC//blue" for a cluster-scoped one). The kind is part of it, so that
+// objects of different kinds with the same name (a Subnet and a VPC both
+// named "blue") never stand for each other. None of the three parts can hold
+// a '/', so SplitObjectKey undoes it.
+func ObjectKey(kind, namespace, name string) string {
+	return kind + "/" + namespace + "/" + name
+}
+
+// SplitObjectKey returns the kind, namespace and name of an ObjectKey.
+func SplitObjectKey(key string) (kind, namespace, name string) {
+	kind, rest, _ := strings.Cut(key, "/")
+	namespace, name, _ = strings.Cut(rest, "/")
+	return kind, namespace, name
+}
+
 // HaveKey is the key an ObjectVersion is bucketed and compared by.
-func HaveKey(v *linkpb.ObjectVersion) string { return v.GetNamespace() + "/" + v.GetName() }
+func HaveKey(v *linkpb.ObjectVersion) string {
+	return ObjectKey(v.GetKind(), v.GetNamespace(), v.GetName())
+}
 
 // HaveDigests digests a set of objects bucket by bucket: for each bucket, the
 // first HaveDigestBytes of the SHA-256 of its objects' keys and digests in

@@ -35,15 +35,44 @@ func TestHaveDigestsFindTheBucketsThatDiffer(t *testing.T) {
 		return "d1"
 	})
 	d := DifferingBuckets(HaveDigests(a), HaveDigests(changed))
-	if want := []uint32{Bucket("ns/m-0017")}; !slices.Equal(d, want) {
+	if want := []uint32{Bucket(ObjectKey("Mission", "ns", "m-0017"))}; !slices.Equal(d, want) {
 		t.Errorf("one changed object: buckets %v, want %v", d, want)
 	}
 
 	// A missing object and an extra one are differences too.
-	if d := DifferingBuckets(HaveDigests(a), HaveDigests(a[1:])); !slices.Equal(d, []uint32{Bucket("ns/m-0000")}) {
+	if d := DifferingBuckets(HaveDigests(a), HaveDigests(a[1:])); !slices.Equal(d, []uint32{Bucket(ObjectKey("Mission", "ns", "m-0000"))}) {
 		t.Errorf("one missing object: buckets %v", d)
 	}
 	if d := DifferingBuckets(HaveDigests(nil), HaveDigests(a[:1])); len(d) != 1 {
 		t.Errorf("empty vs one object: buckets %v", d)
+	}
+}
+
+func TestObjectKeysTellKindsApart(t *testing.T) {
+	tests := []struct {
+		kind, namespace, name string
+		want                  string
+	}{
+		{"Mission", "ns", "web", "Mission/ns/web"},
+		{"VPC", "", "blue", "VPC//blue"},
+		{"Subnet", "", "blue", "Subnet//blue"},
+	}
+	seen := map[string]bool{}
+	for _, tt := range tests {
+		got := ObjectKey(tt.kind, tt.namespace, tt.name)
+		if got != tt.want {
+			t.Errorf("ObjectKey(%q, %q, %q) = %q, want %q", tt.kind, tt.namespace, tt.name, got, tt.want)
+		}
+		if seen[got] {
+			t.Errorf("key %q made twice", got)
+		}
+		seen[got] = true
+		if k, ns, n := SplitObjectKey(got); k != tt.kind || ns != tt.namespace || n != tt.name {
+			t.Errorf("SplitObjectKey(%q) = %q, %q, %q", got, k, ns, n)
+		}
+		v := &linkpb.ObjectVersion{Kind: tt.kind, Namespace: tt.namespace, Name: tt.name}
+		if HaveKey(v) != got {
+			t.Errorf("HaveKey of %v = %q, want %q", v, HaveKey(v), got)
+		}
 	}
 }

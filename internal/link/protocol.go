@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net/netip"
 	"regexp"
 	"slices"
 	"sort"
@@ -146,6 +147,9 @@ func ValidateClusterState(c *linkpb.ClusterState, child string) error {
 			return fmt.Errorf("cluster %s reports an oversized state for mission %s/%s", c.GetName(), m.GetNamespace(), m.GetName())
 		}
 	}
+	if err := validateGateway(c); err != nil {
+		return err
+	}
 	if s := c.GetSummary(); s != nil {
 		if len(s.GetMessage()) > MaxMessageBytes || len(s.GetKubernetesVersion()) > 128 || len(s.GetDistro()) > 32 {
 			return fmt.Errorf("cluster %s has an oversized summary field", c.GetName())
@@ -156,6 +160,33 @@ func ValidateClusterState(c *linkpb.ClusterState, child string) error {
 		if len(s.GetCapacity()) > MaxLabels || len(s.GetAllocatable()) > MaxLabels {
 			return fmt.Errorf("cluster %s reports too many resources", c.GetName())
 		}
+	}
+	return nil
+}
+
+// MaxGatewayNames bounds the VPCs and the subnets a gateway reports.
+const MaxGatewayNames = 4096
+
+// validateGateway checks a cluster's gateway state: an IPv4 endpoint,
+// bounded lists of names and text.
+func validateGateway(c *linkpb.ClusterState) error {
+	g := c.GetGateway()
+	if g == nil {
+		return nil
+	}
+	if a, err := netip.ParseAddr(g.GetEndpoint()); err != nil || !a.Is4() {
+		return fmt.Errorf("cluster %s reports a gateway endpoint %q that is not an IPv4 address", c.GetName(), g.GetEndpoint())
+	}
+	if len(g.GetVpcs()) > MaxGatewayNames || len(g.GetSubnets()) > MaxGatewayNames {
+		return fmt.Errorf("cluster %s reports a gateway with %d VPCs and %d subnets, more than %d", c.GetName(), len(g.GetVpcs()), len(g.GetSubnets()), MaxGatewayNames)
+	}
+	for _, n := range append(slices.Clone(g.GetVpcs()), g.GetSubnets()...) {
+		if n == "" || len(n) > 253 {
+			return fmt.Errorf("cluster %s reports a gateway VPC or subnet name of invalid length", c.GetName())
+		}
+	}
+	if len(g.GetPublicKey()) > 256 || len(g.GetMessage()) > MaxMessageBytes {
+		return fmt.Errorf("cluster %s reports an oversized gateway key or message", c.GetName())
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package netadmit_test
 import (
 	"context"
 	"crypto/tls"
-	"fmt"
 	"net"
 	"os"
 	"strconv"
@@ -74,7 +73,12 @@ func TestWebhookRejectsConflictingSubnets(t *testing.T) {
 	sctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Start(sctx) }()
-	t.Cleanup(func() { stop(); <-done })
+	t.Cleanup(func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("webhook server: %v", err)
+		}
+	})
 	url := "https://127.0.0.1:" + strconv.Itoa(port)
 	if err := netadmit.Register(ctx, cluster.Client(), ca.CertPEM(), url, "", ""); err != nil {
 		t.Fatal(err)
@@ -132,7 +136,7 @@ func TestWebhookRejectsConflictingSubnets(t *testing.T) {
 			if tc.wantErr != "" {
 				err := cli.Get(ctx, client.ObjectKeyFromObject(tc.s), &networkv1alpha1.Subnet{})
 				if client.IgnoreNotFound(err) != nil || err == nil {
-					t.Fatal(fmt.Errorf("a refused subnet is stored (or cannot be read): %v", err))
+					t.Fatalf("a refused subnet is stored (or cannot be read): %v", err)
 				}
 			}
 		})

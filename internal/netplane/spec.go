@@ -110,7 +110,7 @@ func validatePrefix(p string) error {
 		return nil
 	}
 	for _, c := range p {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+		if (c < 'a' || c > 'z') && (c < 'A' || c > 'Z') && (c < '0' || c > '9') && c != '-' && c != '_' && c != '.' {
 			return fmt.Errorf("namespace prefix %q may only hold letters, digits, '-', '_' and '.'", p)
 		}
 	}

@@ -124,8 +124,6 @@ func apiWrites(b *testing.B, c *localcluster.Cluster) float64 {
 	})
 }
 
-func hubRSS(b *testing.B, tr *tree) float64 { return rss(b, tr.root.Components()["fornaxd"]) }
-
 // freezer is a TCP relay whose traffic can be stopped without closing
 // anything, as when a link silently dies (a cut fibre, a NAT that forgets).
 type freezer struct {

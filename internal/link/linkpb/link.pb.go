@@ -1106,8 +1106,13 @@ type ClusterState struct {
 	// of a cluster running a thousand costs one mission's state.
 	MissionsDelta   bool     `protobuf:"varint,9,opt,name=missions_delta,json=missionsDelta,proto3" json:"missions_delta,omitempty"`
 	MissionsRemoved []string `protobuf:"bytes,10,rep,name=missions_removed,json=missionsRemoved,proto3" json:"missions_removed,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The cluster's gateway, as its own Gateway object states it (absent when
+	// the cluster runs no gateway). Every hub above materialises it as a
+	// Gateway object named after the cluster, the source of what the other
+	// gateways of its VPCs receive.
+	Gateway       *GatewayState `protobuf:"bytes,11,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClusterState) Reset() {
@@ -1210,6 +1215,111 @@ func (x *ClusterState) GetMissionsRemoved() []string {
 	return nil
 }
 
+func (x *ClusterState) GetGateway() *GatewayState {
+	if x != nil {
+		return x.Gateway
+	}
+	return nil
+}
+
+// GatewayState is what a cluster's gateway tells the others about itself.
+type GatewayState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The underlay IPv4 address the other gateways tunnel the VPCs' traffic to.
+	Endpoint string `protobuf:"bytes,1,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
+	// The gateway's key for encrypted tunnels (base64); empty when it does not encrypt.
+	PublicKey string `protobuf:"bytes,2,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// The VPCs and subnets it serves, sorted.
+	Vpcs    []string `protobuf:"bytes,3,rep,name=vpcs,proto3" json:"vpcs,omitempty"`
+	Subnets []string `protobuf:"bytes,4,rep,name=subnets,proto3" json:"subnets,omitempty"`
+	// Counts the changes to the facts above (Gateway status.generation).
+	Generation int64 `protobuf:"varint,5,opt,name=generation,proto3" json:"generation,omitempty"`
+	// Whether its data plane matches its desired state, and why not.
+	Ready         bool   `protobuf:"varint,6,opt,name=ready,proto3" json:"ready,omitempty"`
+	Message       string `protobuf:"bytes,7,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GatewayState) Reset() {
+	*x = GatewayState{}
+	mi := &file_fornax_link_v1_link_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GatewayState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GatewayState) ProtoMessage() {}
+
+func (x *GatewayState) ProtoReflect() protoreflect.Message {
+	mi := &file_fornax_link_v1_link_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GatewayState.ProtoReflect.Descriptor instead.
+func (*GatewayState) Descriptor() ([]byte, []int) {
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *GatewayState) GetEndpoint() string {
+	if x != nil {
+		return x.Endpoint
+	}
+	return ""
+}
+
+func (x *GatewayState) GetPublicKey() string {
+	if x != nil {
+		return x.PublicKey
+	}
+	return ""
+}
+
+func (x *GatewayState) GetVpcs() []string {
+	if x != nil {
+		return x.Vpcs
+	}
+	return nil
+}
+
+func (x *GatewayState) GetSubnets() []string {
+	if x != nil {
+		return x.Subnets
+	}
+	return nil
+}
+
+func (x *GatewayState) GetGeneration() int64 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *GatewayState) GetReady() bool {
+	if x != nil {
+		return x.Ready
+	}
+	return false
+}
+
+func (x *GatewayState) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 // MissionState is where one mission stands in one cluster.
 type MissionState struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
@@ -1236,7 +1346,7 @@ type MissionState struct {
 
 func (x *MissionState) Reset() {
 	*x = MissionState{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[14]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1248,7 +1358,7 @@ func (x *MissionState) String() string {
 func (*MissionState) ProtoMessage() {}
 
 func (x *MissionState) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[14]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,7 +1371,7 @@ func (x *MissionState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MissionState.ProtoReflect.Descriptor instead.
 func (*MissionState) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{14}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *MissionState) GetNamespace() string {
@@ -1350,7 +1460,7 @@ type ResourceState struct {
 
 func (x *ResourceState) Reset() {
 	*x = ResourceState{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[15]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1362,7 +1472,7 @@ func (x *ResourceState) String() string {
 func (*ResourceState) ProtoMessage() {}
 
 func (x *ResourceState) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[15]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1375,7 +1485,7 @@ func (x *ResourceState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResourceState.ProtoReflect.Descriptor instead.
 func (*ResourceState) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{15}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ResourceState) GetApiVersion() string {
@@ -1441,7 +1551,7 @@ type ClusterSummary struct {
 
 func (x *ClusterSummary) Reset() {
 	*x = ClusterSummary{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[16]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1453,7 +1563,7 @@ func (x *ClusterSummary) String() string {
 func (*ClusterSummary) ProtoMessage() {}
 
 func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[16]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1466,7 +1576,7 @@ func (x *ClusterSummary) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSummary.ProtoReflect.Descriptor instead.
 func (*ClusterSummary) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{16}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ClusterSummary) GetKubernetesVersion() string {
@@ -1541,7 +1651,7 @@ type Heartbeat struct {
 
 func (x *Heartbeat) Reset() {
 	*x = Heartbeat{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[17]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1553,7 +1663,7 @@ func (x *Heartbeat) String() string {
 func (*Heartbeat) ProtoMessage() {}
 
 func (x *Heartbeat) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[17]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1566,7 +1676,7 @@ func (x *Heartbeat) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Heartbeat.ProtoReflect.Descriptor instead.
 func (*Heartbeat) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{17}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Heartbeat) GetReportSeq() uint64 {
@@ -1601,7 +1711,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[18]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1613,7 +1723,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[18]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1626,7 +1736,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{18}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Ack) GetSeq() uint64 {
@@ -1646,7 +1756,7 @@ type ResyncRequest struct {
 
 func (x *ResyncRequest) Reset() {
 	*x = ResyncRequest{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[19]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1658,7 +1768,7 @@ func (x *ResyncRequest) String() string {
 func (*ResyncRequest) ProtoMessage() {}
 
 func (x *ResyncRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[19]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1671,7 +1781,7 @@ func (x *ResyncRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResyncRequest.ProtoReflect.Descriptor instead.
 func (*ResyncRequest) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{19}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ResyncRequest) GetReason() string {
@@ -1696,7 +1806,7 @@ type ObjectBatch struct {
 
 func (x *ObjectBatch) Reset() {
 	*x = ObjectBatch{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[20]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1708,7 +1818,7 @@ func (x *ObjectBatch) String() string {
 func (*ObjectBatch) ProtoMessage() {}
 
 func (x *ObjectBatch) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[20]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1721,7 +1831,7 @@ func (x *ObjectBatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectBatch.ProtoReflect.Descriptor instead.
 func (*ObjectBatch) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{20}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ObjectBatch) GetSeq() uint64 {
@@ -1768,7 +1878,7 @@ type Object struct {
 
 func (x *Object) Reset() {
 	*x = Object{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[21]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1780,7 +1890,7 @@ func (x *Object) String() string {
 func (*Object) ProtoMessage() {}
 
 func (x *Object) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[21]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1793,7 +1903,7 @@ func (x *Object) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Object.ProtoReflect.Descriptor instead.
 func (*Object) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{21}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Object) GetVersion() *ObjectVersion {
@@ -1855,7 +1965,7 @@ type ObjectVersion struct {
 
 func (x *ObjectVersion) Reset() {
 	*x = ObjectVersion{}
-	mi := &file_fornax_link_v1_link_proto_msgTypes[22]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1867,7 +1977,7 @@ func (x *ObjectVersion) String() string {
 func (*ObjectVersion) ProtoMessage() {}
 
 func (x *ObjectVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_fornax_link_v1_link_proto_msgTypes[22]
+	mi := &file_fornax_link_v1_link_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1880,7 +1990,7 @@ func (x *ObjectVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ObjectVersion.ProtoReflect.Descriptor instead.
 func (*ObjectVersion) Descriptor() ([]byte, []int) {
-	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{22}
+	return file_fornax_link_v1_link_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ObjectVersion) GetKind() string {
@@ -2006,7 +2116,7 @@ const file_fornax_link_v1_link_proto_rawDesc = "" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x12\n" +
 	"\x04full\x18\x02 \x01(\bR\x04full\x128\n" +
 	"\bclusters\x18\x03 \x03(\v2\x1c.fornax.link.v1.ClusterStateR\bclusters\x12\x18\n" +
-	"\aremoved\x18\x04 \x03(\tR\aremoved\"\xf0\x03\n" +
+	"\aremoved\x18\x04 \x03(\tR\aremoved\"\xa8\x04\n" +
 	"\fClusterState\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06parent\x18\x02 \x01(\tR\x06parent\x12@\n" +
@@ -2018,10 +2128,22 @@ const file_fornax_link_v1_link_proto_rawDesc = "" +
 	"\bmissions\x18\b \x03(\v2\x1c.fornax.link.v1.MissionStateR\bmissions\x12%\n" +
 	"\x0emissions_delta\x18\t \x01(\bR\rmissionsDelta\x12)\n" +
 	"\x10missions_removed\x18\n" +
-	" \x03(\tR\x0fmissionsRemoved\x1a9\n" +
+	" \x03(\tR\x0fmissionsRemoved\x126\n" +
+	"\agateway\x18\v \x01(\v2\x1c.fornax.link.v1.GatewayStateR\agateway\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xfe\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc7\x01\n" +
+	"\fGatewayState\x12\x1a\n" +
+	"\bendpoint\x18\x01 \x01(\tR\bendpoint\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x02 \x01(\tR\tpublicKey\x12\x12\n" +
+	"\x04vpcs\x18\x03 \x03(\tR\x04vpcs\x12\x18\n" +
+	"\asubnets\x18\x04 \x03(\tR\asubnets\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x05 \x01(\x03R\n" +
+	"generation\x12\x14\n" +
+	"\x05ready\x18\x06 \x01(\bR\x05ready\x12\x18\n" +
+	"\amessage\x18\a \x01(\tR\amessage\"\xfe\x02\n" +
 	"\fMissionState\x12\x1c\n" +
 	"\tnamespace\x18\x01 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1e\n" +
@@ -2107,7 +2229,7 @@ func file_fornax_link_v1_link_proto_rawDescGZIP() []byte {
 	return file_fornax_link_v1_link_proto_rawDescData
 }
 
-var file_fornax_link_v1_link_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_fornax_link_v1_link_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_fornax_link_v1_link_proto_goTypes = []any{
 	(*JoinRequest)(nil),     // 0: fornax.link.v1.JoinRequest
 	(*JoinResponse)(nil),    // 1: fornax.link.v1.JoinResponse
@@ -2123,57 +2245,59 @@ var file_fornax_link_v1_link_proto_goTypes = []any{
 	(*Welcome)(nil),         // 11: fornax.link.v1.Welcome
 	(*Report)(nil),          // 12: fornax.link.v1.Report
 	(*ClusterState)(nil),    // 13: fornax.link.v1.ClusterState
-	(*MissionState)(nil),    // 14: fornax.link.v1.MissionState
-	(*ResourceState)(nil),   // 15: fornax.link.v1.ResourceState
-	(*ClusterSummary)(nil),  // 16: fornax.link.v1.ClusterSummary
-	(*Heartbeat)(nil),       // 17: fornax.link.v1.Heartbeat
-	(*Ack)(nil),             // 18: fornax.link.v1.Ack
-	(*ResyncRequest)(nil),   // 19: fornax.link.v1.ResyncRequest
-	(*ObjectBatch)(nil),     // 20: fornax.link.v1.ObjectBatch
-	(*Object)(nil),          // 21: fornax.link.v1.Object
-	(*ObjectVersion)(nil),   // 22: fornax.link.v1.ObjectVersion
-	nil,                     // 23: fornax.link.v1.JoinRequest.LabelsEntry
-	nil,                     // 24: fornax.link.v1.ClusterState.LabelsEntry
-	nil,                     // 25: fornax.link.v1.ClusterSummary.CapacityEntry
-	nil,                     // 26: fornax.link.v1.ClusterSummary.AllocatableEntry
+	(*GatewayState)(nil),    // 14: fornax.link.v1.GatewayState
+	(*MissionState)(nil),    // 15: fornax.link.v1.MissionState
+	(*ResourceState)(nil),   // 16: fornax.link.v1.ResourceState
+	(*ClusterSummary)(nil),  // 17: fornax.link.v1.ClusterSummary
+	(*Heartbeat)(nil),       // 18: fornax.link.v1.Heartbeat
+	(*Ack)(nil),             // 19: fornax.link.v1.Ack
+	(*ResyncRequest)(nil),   // 20: fornax.link.v1.ResyncRequest
+	(*ObjectBatch)(nil),     // 21: fornax.link.v1.ObjectBatch
+	(*Object)(nil),          // 22: fornax.link.v1.Object
+	(*ObjectVersion)(nil),   // 23: fornax.link.v1.ObjectVersion
+	nil,                     // 24: fornax.link.v1.JoinRequest.LabelsEntry
+	nil,                     // 25: fornax.link.v1.ClusterState.LabelsEntry
+	nil,                     // 26: fornax.link.v1.ClusterSummary.CapacityEntry
+	nil,                     // 27: fornax.link.v1.ClusterSummary.AllocatableEntry
 }
 var file_fornax_link_v1_link_proto_depIdxs = []int32{
-	23, // 0: fornax.link.v1.JoinRequest.labels:type_name -> fornax.link.v1.JoinRequest.LabelsEntry
+	24, // 0: fornax.link.v1.JoinRequest.labels:type_name -> fornax.link.v1.JoinRequest.LabelsEntry
 	8,  // 1: fornax.link.v1.ChildFrame.hello:type_name -> fornax.link.v1.Hello
 	12, // 2: fornax.link.v1.ChildFrame.report:type_name -> fornax.link.v1.Report
-	17, // 3: fornax.link.v1.ChildFrame.heartbeat:type_name -> fornax.link.v1.Heartbeat
-	18, // 4: fornax.link.v1.ChildFrame.ack:type_name -> fornax.link.v1.Ack
+	18, // 3: fornax.link.v1.ChildFrame.heartbeat:type_name -> fornax.link.v1.Heartbeat
+	19, // 4: fornax.link.v1.ChildFrame.ack:type_name -> fornax.link.v1.Ack
 	6,  // 5: fornax.link.v1.ChildFrame.name_check:type_name -> fornax.link.v1.NameCheck
 	10, // 6: fornax.link.v1.ChildFrame.have_list:type_name -> fornax.link.v1.HaveList
 	11, // 7: fornax.link.v1.ParentFrame.welcome:type_name -> fornax.link.v1.Welcome
-	18, // 8: fornax.link.v1.ParentFrame.ack:type_name -> fornax.link.v1.Ack
-	19, // 9: fornax.link.v1.ParentFrame.resync:type_name -> fornax.link.v1.ResyncRequest
-	20, // 10: fornax.link.v1.ParentFrame.objects:type_name -> fornax.link.v1.ObjectBatch
+	19, // 8: fornax.link.v1.ParentFrame.ack:type_name -> fornax.link.v1.Ack
+	20, // 9: fornax.link.v1.ParentFrame.resync:type_name -> fornax.link.v1.ResyncRequest
+	21, // 10: fornax.link.v1.ParentFrame.objects:type_name -> fornax.link.v1.ObjectBatch
 	7,  // 11: fornax.link.v1.ParentFrame.name_check_result:type_name -> fornax.link.v1.NameCheckResult
 	9,  // 12: fornax.link.v1.ParentFrame.have_request:type_name -> fornax.link.v1.HaveRequest
-	22, // 13: fornax.link.v1.Hello.have:type_name -> fornax.link.v1.ObjectVersion
-	22, // 14: fornax.link.v1.HaveList.have:type_name -> fornax.link.v1.ObjectVersion
+	23, // 13: fornax.link.v1.Hello.have:type_name -> fornax.link.v1.ObjectVersion
+	23, // 14: fornax.link.v1.HaveList.have:type_name -> fornax.link.v1.ObjectVersion
 	13, // 15: fornax.link.v1.Report.clusters:type_name -> fornax.link.v1.ClusterState
-	24, // 16: fornax.link.v1.ClusterState.labels:type_name -> fornax.link.v1.ClusterState.LabelsEntry
-	16, // 17: fornax.link.v1.ClusterState.summary:type_name -> fornax.link.v1.ClusterSummary
-	14, // 18: fornax.link.v1.ClusterState.missions:type_name -> fornax.link.v1.MissionState
-	15, // 19: fornax.link.v1.MissionState.resources:type_name -> fornax.link.v1.ResourceState
-	25, // 20: fornax.link.v1.ClusterSummary.capacity:type_name -> fornax.link.v1.ClusterSummary.CapacityEntry
-	26, // 21: fornax.link.v1.ClusterSummary.allocatable:type_name -> fornax.link.v1.ClusterSummary.AllocatableEntry
-	16, // 22: fornax.link.v1.Heartbeat.own:type_name -> fornax.link.v1.ClusterSummary
-	21, // 23: fornax.link.v1.ObjectBatch.objects:type_name -> fornax.link.v1.Object
-	22, // 24: fornax.link.v1.Object.version:type_name -> fornax.link.v1.ObjectVersion
-	0,  // 25: fornax.link.v1.Link.Join:input_type -> fornax.link.v1.JoinRequest
-	2,  // 26: fornax.link.v1.Link.Renew:input_type -> fornax.link.v1.RenewRequest
-	4,  // 27: fornax.link.v1.Link.Connect:input_type -> fornax.link.v1.ChildFrame
-	1,  // 28: fornax.link.v1.Link.Join:output_type -> fornax.link.v1.JoinResponse
-	3,  // 29: fornax.link.v1.Link.Renew:output_type -> fornax.link.v1.RenewResponse
-	5,  // 30: fornax.link.v1.Link.Connect:output_type -> fornax.link.v1.ParentFrame
-	28, // [28:31] is the sub-list for method output_type
-	25, // [25:28] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	25, // 16: fornax.link.v1.ClusterState.labels:type_name -> fornax.link.v1.ClusterState.LabelsEntry
+	17, // 17: fornax.link.v1.ClusterState.summary:type_name -> fornax.link.v1.ClusterSummary
+	15, // 18: fornax.link.v1.ClusterState.missions:type_name -> fornax.link.v1.MissionState
+	14, // 19: fornax.link.v1.ClusterState.gateway:type_name -> fornax.link.v1.GatewayState
+	16, // 20: fornax.link.v1.MissionState.resources:type_name -> fornax.link.v1.ResourceState
+	26, // 21: fornax.link.v1.ClusterSummary.capacity:type_name -> fornax.link.v1.ClusterSummary.CapacityEntry
+	27, // 22: fornax.link.v1.ClusterSummary.allocatable:type_name -> fornax.link.v1.ClusterSummary.AllocatableEntry
+	17, // 23: fornax.link.v1.Heartbeat.own:type_name -> fornax.link.v1.ClusterSummary
+	22, // 24: fornax.link.v1.ObjectBatch.objects:type_name -> fornax.link.v1.Object
+	23, // 25: fornax.link.v1.Object.version:type_name -> fornax.link.v1.ObjectVersion
+	0,  // 26: fornax.link.v1.Link.Join:input_type -> fornax.link.v1.JoinRequest
+	2,  // 27: fornax.link.v1.Link.Renew:input_type -> fornax.link.v1.RenewRequest
+	4,  // 28: fornax.link.v1.Link.Connect:input_type -> fornax.link.v1.ChildFrame
+	1,  // 29: fornax.link.v1.Link.Join:output_type -> fornax.link.v1.JoinResponse
+	3,  // 30: fornax.link.v1.Link.Renew:output_type -> fornax.link.v1.RenewResponse
+	5,  // 31: fornax.link.v1.Link.Connect:output_type -> fornax.link.v1.ParentFrame
+	29, // [29:32] is the sub-list for method output_type
+	26, // [26:29] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_fornax_link_v1_link_proto_init() }
@@ -2203,7 +2327,7 @@ func file_fornax_link_v1_link_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_fornax_link_v1_link_proto_rawDesc), len(file_fornax_link_v1_link_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
