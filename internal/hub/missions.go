@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -49,9 +50,9 @@ func (h *Hub) clustersBelow(ctx context.Context) ([]placement.Cluster, error) {
 		return nil, err
 	}
 	out := make([]placement.Cluster, 0, len(list.Items))
+	here := strings.Split(h.path(), "/")
 	for _, ec := range list.Items {
-		path := strings.Split(h.path(), "/")
-		path = append(path, ec.Name)
+		path := append(slices.Clip(here), ec.Name)
 		if ec.Status.Path != "" {
 			path = strings.Split(ec.Status.Path, "/")
 		}
@@ -293,7 +294,17 @@ func (h *Hub) syncLoop(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-h.syncNeeded:
+			began := time.Now()
 			h.syncAllObjects(ctx)
+			// A pass over ten thousand children takes a while; requests
+			// arriving meanwhile (a crowd reconnecting) wait as long again
+			// and are served by one pass, so delivery takes at most about
+			// half the hub's time instead of all of it.
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(min(time.Since(began), time.Second)):
+			}
 		}
 	}
 }

@@ -331,16 +331,18 @@ func ownLabels(ec *edgev1alpha1.EdgeCluster) map[string]string {
 	return out
 }
 
-// notifyBelow asks for the clusters below name to be looked at again.
+// notifyBelow asks for the clusters below name to be looked at again. Only
+// the child that reaches name can report anything below it: one child's
+// states are searched, not every child's (ten thousand of them at a root).
 func (h *Hub) notifyBelow(name string) {
 	h.mu.Lock()
 	var names []string
-	for cn, c := range h.children {
+	if owner, c, _ := h.locate(name); c != nil {
 		for n := range c.states {
-			if n == name || n == cn {
+			if n == name || n == owner {
 				continue
 			}
-			if path, ok := chain(c.states, cn, n); ok && slices.Contains(path, name) {
+			if path, ok := chain(c.states, owner, n); ok && slices.Contains(path, name) {
 				names = append(names, n)
 			}
 		}
