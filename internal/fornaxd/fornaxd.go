@@ -9,8 +9,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
@@ -31,11 +34,13 @@ import (
 	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
 	networkv1alpha1 "github.com/fornax-edge/fornax/api/network/v1alpha1"
 	"github.com/fornax-edge/fornax/internal/agent"
+	"github.com/fornax-edge/fornax/internal/certs"
 	"github.com/fornax-edge/fornax/internal/gateway"
 	"github.com/fornax-edge/fornax/internal/hub"
 	"github.com/fornax-edge/fornax/internal/join"
 	"github.com/fornax-edge/fornax/internal/link"
 	"github.com/fornax-edge/fornax/internal/link/linkpb"
+	"github.com/fornax-edge/fornax/internal/netadmit"
 	"github.com/fornax-edge/fornax/internal/netplane"
 )
 
@@ -63,6 +68,8 @@ type Options struct {
 	MetricsAddr       string
 	HealthAddr        string
 	PprofAddr         string
+	WebhookListen     string
+	WebhookURL        string
 	LogLevel          string
 	GatewayEndpoint   string
 	GatewayPrefix     string
@@ -133,6 +140,8 @@ NET_ADMIN; stopping fornaxd leaves the data plane in place.`,
 	f.IntVar(&o.Burst, "kube-api-burst", 400, "burst of queries to this cluster's API server")
 	f.StringVar(&o.MetricsAddr, "metrics-bind-address", ":9090", "address of the Prometheus /metrics endpoint ('0' disables it)")
 	f.StringVar(&o.HealthAddr, "health-bind-address", ":9091", "address of /healthz and /readyz ('0' disables them)")
+	f.StringVar(&o.WebhookListen, "webhook-listen", "", "hub: address of the admission webhook that checks Subnets against their VPC and the VPC's other subnets, e.g. :9443 (empty: off)")
+	f.StringVar(&o.WebhookURL, "webhook-url", "", "hub: the URL the API server calls the webhook at (empty: the Service fornax-hub in --namespace, port 9443)")
 	f.StringVar(&o.PprofAddr, "pprof-bind-address", "", "address of Go's /debug/pprof profiles, e.g. 127.0.0.1:6060 (empty: off); for diagnosing memory and CPU")
 	f.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.GatewayEndpoint, "gateway-endpoint", "", "gateway role: the underlay IPv4 address of this cluster's gateway node, where fornaxd runs with hostNetwork and NET_ADMIN (empty: no gateway role)")
@@ -268,6 +277,11 @@ func Run(ctx context.Context, o Options) error {
 		if err := mgr.Add(manager.RunnableFunc(h.Serve)); err != nil {
 			return err
 		}
+		if o.WebhookListen != "" {
+			if err := addWebhook(mgr, kube, h, scheme, hopts.Name, o); err != nil {
+				return err
+			}
+		}
 		roles++
 	}
 	if o.GatewayEndpoint != "" {
@@ -343,4 +357,35 @@ func applyConfigFile(flags *pflag.FlagSet, path string) error {
 		}
 	}
 	return nil
+}
+
+// addWebhook serves the network admission webhook with a certificate from
+// the hub's CA and registers it with this cluster's API server.
+func addWebhook(mgr manager.Manager, kube kubernetes.Interface, h *hub.Hub, scheme *runtime.Scheme, name string, o Options) error {
+	host, portStr, err := net.SplitHostPort(o.WebhookListen)
+	if err != nil {
+		return fmt.Errorf("--webhook-listen %q: %w", o.WebhookListen, err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return fmt.Errorf("--webhook-listen %q: the port is not a number", o.WebhookListen)
+	}
+	srv := netadmit.NewServer(host, port, h.ServingCertificate, netadmit.NewHandler(mgr.GetAPIReader(), scheme, name))
+	if err := mgr.Add(srv); err != nil {
+		return err
+	}
+	// Registered once it serves: the webhook fails closed, so registering
+	// earlier would refuse subnets while it starts.
+	return mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		started := srv.StartedChecker()
+		if err := wait.PollUntilContextCancel(ctx, 100*time.Millisecond, true, func(context.Context) (bool, error) {
+			return started(nil) == nil, nil
+		}); err != nil {
+			return nil // stopping
+		}
+		if err := netadmit.Register(ctx, kube, certs.EncodeCertPEM(h.CA()), o.WebhookURL, o.Namespace, "fornax-hub"); err != nil {
+			return fmt.Errorf("registering the network admission webhook: %w", err)
+		}
+		return nil
+	}))
 }

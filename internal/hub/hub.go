@@ -221,6 +221,13 @@ func (h *Hub) CA() *x509.Certificate { return h.ca.Cert }
 // getServingCert returns the serving certificate, issuing a new one when
 // two thirds of the current one's life have passed.
 func (h *Hub) getServingCert(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return h.ServingCertificate(nil)
+}
+
+// ServingCertificate is the hub's serving certificate (for the link and the
+// admission webhook), issued by its CA for localhost, the listen address and
+// --advertise, renewed at two thirds of its life.
+func (h *Hub) ServingCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 	h.servingMu.Lock()
 	defer h.servingMu.Unlock()
 	if h.serving != nil && time.Now().Before(h.servingRenw) {

@@ -137,7 +137,11 @@ func newNetTest(t *testing.T) *netTest {
 		o.Host, o.NetNS, o.Dial = s.IP.String(), s.NetNSPath(), s.DialContext
 		return o
 	}
-	nt.tr = newTree(t, keepaliveArgs, in(localcluster.Options{Name: "root"}), in(localcluster.Options{Name: "a"}),
+	// The root's hub serves the network admission webhook, inside the
+	// root's namespace, where its API server calls it.
+	webhook := net.JoinHostPort(nt.sites["root"].IP.String(), "9443")
+	hubArgs := append(slices.Clone(keepaliveArgs), "--webhook-listen", webhook, "--webhook-url", "https://"+webhook)
+	nt.tr = newTree(t, hubArgs, in(localcluster.Options{Name: "root"}), in(localcluster.Options{Name: "a"}),
 		in(localcluster.Options{Name: "b"}), in(localcluster.Options{Name: "c"}))
 	nt.tr.sites = nt.sites
 	nt.clients["root"] = netClient(t, nt.tr.root)
@@ -653,6 +657,23 @@ func TestNetwork(t *testing.T) {
 		// A pod of one VPC never reaches an address that is only another's.
 		nt.blocked(pa1, rb1.addr, "it is red's, pa1 is blue's")
 		nt.blocked(rb1, pa1.addr, "it is blue's, rb1 is red's")
+	})
+
+	t.Run("admission-refuses-conflicting-subnets", func(t *testing.T) {
+		root := nt.clients["root"]
+		for _, tc := range []struct {
+			s    *networkv1alpha1.Subnet
+			want string
+		}{
+			{newSubnet("blue-overlap", "blue", "10.10.1.128/25", "b"), "overlaps subnet blue-a1 (10.10.1.0/24, cluster a) of VPC blue"},
+			{newSubnet("blue-outside", "blue", "10.99.0.0/24", "b"), "is outside VPC blue"},
+			{newSubnet("blue-nowhere", "blue", "10.10.9.0/24", "mars"), `cluster "mars" is not in the tree`},
+		} {
+			err := root.Create(t.Context(), tc.s)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("creating %s at the root: %v; want a refusal saying %q", tc.s.Name, err, tc.want)
+			}
+		}
 	})
 
 	var pb2 *netPod
