@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -29,6 +28,7 @@ import (
 
 	"github.com/fornax-edge/fornax/internal/cni"
 	"github.com/fornax-edge/fornax/internal/ipam"
+	"github.com/fornax-edge/fornax/internal/netlab"
 	"github.com/fornax-edge/fornax/internal/netplane"
 )
 
@@ -87,7 +87,7 @@ func newLab(t *testing.T, kubeconfig string) *lab {
 	// The gateway's host: a namespace with the underlay address on a
 	// dummy link, so that the Reconciler's VXLAN device has a home.
 	var err error
-	if l.hostNS, err = newNamedNS(l.base + "-host"); err != nil {
+	if l.hostNS, err = netlab.NewNamedNS(l.base + "-host"); err != nil {
 		t.Fatal(err)
 	}
 	h, err := netlink.NewHandleAt(l.hostNS)
@@ -189,26 +189,6 @@ func sweepDeadRuns(t *testing.T) {
 	}
 }
 
-// newNamedNS creates a named network namespace on a thread that dies with
-// it, so that no goroutine is left in it.
-func newNamedNS(name string) (netns.NsHandle, error) {
-	type res struct {
-		h   netns.NsHandle
-		err error
-	}
-	c := make(chan res, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
-		h, err := netns.NewNamed(name)
-		c <- res{h, err}
-	}()
-	r := <-c
-	if r.err != nil {
-		return netns.None(), fmt.Errorf("creating network namespace %s: %w", name, r.err)
-	}
-	return r.h, nil
-}
-
 // pod is a pod's network namespace and what the runtime tells the plugin
 // about it.
 type pod struct {
@@ -220,7 +200,7 @@ type pod struct {
 func (l *lab) newPod(name string) *pod {
 	l.t.Helper()
 	nsName := l.base + "-pod-" + name
-	h, err := newNamedNS(nsName)
+	h, err := netlab.NewNamedNS(nsName)
 	if err != nil {
 		l.t.Fatal(err)
 	}

@@ -212,7 +212,7 @@ func (w *WAN) AddSiteOn(name string, on *Segment) (*Site, error) {
 	}
 	s := &Site{Name: name, IP: nthIP(on.subnet, on.next), wan: w, nsName: fmt.Sprintf("%s-%s", w.prefix, name)}
 	on.next++
-	ns, err := newNamedNS(s.nsName)
+	ns, err := NewNamedNS(s.nsName)
 	if err != nil {
 		return nil, fmt.Errorf("netlab: site %s: creating network namespace %s: %w", name, s.nsName, err)
 	}
@@ -290,52 +290,67 @@ func (w *WAN) attach(s *Site, on *Segment, ip net.IP) (string, error) {
 	return hostVeth, nil
 }
 
-// newNamedNS creates a named network namespace (under /var/run/netns, where
-// nsenter and ip netns find it) without moving the caller's thread into it.
-func newNamedNS(name string) (netns.NsHandle, error) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return netns.None(), err
+// NewNamedNS creates a named network namespace (under /var/run/netns, where
+// nsenter and ip netns find it) on a thread that ends with it, so that no
+// goroutine is left in it.
+func NewNamedNS(name string) (netns.NsHandle, error) {
+	type res struct {
+		h   netns.NsHandle
+		err error
 	}
-	defer func() { _ = orig.Close() }()
-	ns, err := netns.NewNamed(name)
-	if err != nil {
-		return netns.None(), err
+	c := make(chan res, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		h, err := netns.NewNamed(name)
+		c <- res{h, err}
+	}()
+	r := <-c
+	if r.err != nil {
+		return netns.None(), fmt.Errorf("creating network namespace %s: %w", name, r.err)
 	}
-	if err := netns.Set(orig); err != nil {
-		// This thread is stuck in the new namespace: keep it locked, so the
-		// runtime ends it with this goroutine instead of reusing it.
+	return r.h, nil
+}
+
+// RunIn runs f on an OS thread inside the network namespace at path, as a
+// process of that namespace would: a socket f opens and a program f starts
+// (a CNI plugin) belong there. The thread goes back afterwards, or ends with
+// its goroutine when it cannot.
+func RunIn(path string, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
 		runtime.LockOSThread()
-		return netns.None(), fmt.Errorf("returning to the host namespace: %w", err)
-	}
-	return ns, nil
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer func() { _ = orig.Close() }()
+		target, err := netns.GetFromPath(path)
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer func() { _ = target.Close() }()
+		if err := netns.Set(target); err != nil {
+			errc <- fmt.Errorf("entering %s: %w", path, err)
+			return
+		}
+		ferr := f()
+		if err := netns.Set(orig); err != nil {
+			errc <- errors.Join(ferr, fmt.Errorf("leaving %s: %w", path, err))
+			return // the thread stays locked and ends with this goroutine
+		}
+		runtime.UnlockOSThread()
+		errc <- ferr
+	}()
+	return <-errc
 }
 
 // NetNSPath is the site's namespace as a path, for nsenter --net.
 func (s *Site) NetNSPath() string { return filepath.Join("/var/run/netns", s.nsName) }
 
-// inNS runs f on a thread in the site's namespace: a socket f creates stays
-// there.
-func (s *Site) inNS(f func() error) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return err
-	}
-	defer func() { _ = orig.Close() }()
-	if err := netns.Set(s.ns); err != nil {
-		return fmt.Errorf("entering %s: %w", s.nsName, err)
-	}
-	ferr := f()
-	if err := netns.Set(orig); err != nil {
-		runtime.LockOSThread() // see newNamedNS
-		return fmt.Errorf("returning to the host namespace: %w", err)
-	}
-	return ferr
-}
+// inNS runs f inside the site's namespace: a socket f creates stays there.
+func (s *Site) inNS(f func() error) error { return RunIn(s.NetNSPath(), f) }
 
 // Listen listens inside the site's namespace.
 func (s *Site) Listen(network, addr string) (net.Listener, error) {

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -10,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -209,41 +207,6 @@ func (nt *netTest) cleanup() {
 	}
 }
 
-// inNetNS runs f on an OS thread inside the network namespace at path, as a
-// process of that namespace would: a program f starts (the CNI plugin)
-// starts there too. The thread goes back afterwards, or dies with its
-// goroutine when it cannot.
-func inNetNS(path string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer func() { _ = orig.Close() }()
-		target, err := netns.GetFromPath(path)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer func() { _ = target.Close() }()
-		if err := netns.Set(target); err != nil {
-			errc <- fmt.Errorf("entering %s: %w", path, err)
-			return
-		}
-		ferr := f()
-		if err := netns.Set(orig); err != nil {
-			errc <- errors.Join(ferr, fmt.Errorf("leaving %s: %w", path, err))
-			return // the thread stays locked and ends with this goroutine
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
-
 // newPod creates a pod object in cluster (no node runs it: CNI needs only
 // the object) with the subnet annotation, and its network namespace.
 func (nt *netTest) newPod(cluster, name, subnet string) *netPod {
@@ -256,18 +219,11 @@ func (nt *netTest) newPod(cluster, name, subnet string) *netPod {
 		t.Fatalf("creating pod %s in %s: %v", name, cluster, err)
 	}
 	nsName := nt.base + "-pod-" + name
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine, in the new namespace
-		h, err := netns.NewNamed(nsName)
-		if err == nil {
-			_ = h.Close()
-		}
-		errc <- err
-	}()
-	if err := <-errc; err != nil {
+	h, err := netlab.NewNamedNS(nsName)
+	if err != nil {
 		t.Fatalf("creating the namespace of pod %s: %v", name, err)
 	}
+	_ = h.Close()
 	path := filepath.Join("/run/netns", nsName)
 	return &netPod{name: name, cluster: cluster, nsPath: path, rt: &libcni.RuntimeConf{
 		ContainerID: "ctr-" + name, NetNS: path, IfName: podIf,
@@ -278,7 +234,7 @@ func (nt *netTest) newPod(cluster, name, subnet string) *netPod {
 // add runs CNI ADD for the pod from inside its cluster's site namespace.
 func (nt *netTest) add(ctx context.Context, p *netPod) error {
 	var res *types100.Result
-	err := inNetNS(nt.sites[p.cluster].NetNSPath(), func() error {
+	err := netlab.RunIn(nt.sites[p.cluster].NetNSPath(), func() error {
 		r, err := nt.runtimes[p.cluster].AddNetworkList(ctx, nt.confs[p.cluster], p.rt)
 		if err != nil {
 			return err
@@ -303,7 +259,7 @@ func (nt *netTest) add(ctx context.Context, p *netPod) error {
 // del runs CNI DEL for the pod from inside its cluster's site namespace.
 func (nt *netTest) del(p *netPod) {
 	nt.t.Helper()
-	err := inNetNS(nt.sites[p.cluster].NetNSPath(), func() error {
+	err := netlab.RunIn(nt.sites[p.cluster].NetNSPath(), func() error {
 		return nt.runtimes[p.cluster].DelNetworkList(nt.t.Context(), nt.confs[p.cluster], p.rt)
 	})
 	if err != nil {
