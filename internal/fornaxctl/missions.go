@@ -2,6 +2,7 @@ package fornaxctl
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,10 +14,12 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/duration"
+	"k8s.io/apimachinery/pkg/util/wait"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -88,19 +91,33 @@ the mission goes to every cluster.`,
 
 	var sf clusterFlags
 	var statusNS, statusOut string
+	var wait time.Duration
 	st := &cobra.Command{
-		Use:     "status NAME",
-		Short:   "Show where a mission stands in each cluster",
-		Example: `  fornaxctl mission status web -N shop`,
+		Use:   "status NAME",
+		Short: "Show where a mission stands in each cluster",
+		Long: `status shows a mission's summary and one line per targeted cluster (failures
+first). With --wait it first waits until the mission is Ready in every
+targeted cluster for its current generation, printing a line each time the
+counts change, and fails if that does not happen in time.`,
+		Example: "  fornaxctl mission status web -N shop\n  fornaxctl mission status web -N shop --wait 5m",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, _, c, err := sf.clients()
 			if err != nil {
 				return err
 			}
+			key := client.ObjectKey{Namespace: statusNS, Name: args[0]}
 			m := &edgev1alpha1.Mission{}
-			if err := c.Get(cmd.Context(), client.ObjectKey{Namespace: statusNS, Name: args[0]}, m); err != nil {
+			if err := c.Get(cmd.Context(), key, m); err != nil {
 				return fmt.Errorf("reading mission %s/%s: %w", statusNS, args[0], err)
+			}
+			if wait > 0 {
+				if m, err = waitMissionReady(cmd.Context(), c, key, wait, cmd.ErrOrStderr()); err != nil {
+					if m != nil {
+						_ = printMissionStatus(cmd.OutOrStdout(), m, time.Now())
+					}
+					return err
+				}
 			}
 			m.SetGroupVersionKind(edgev1alpha1.GroupVersion.WithKind("Mission"))
 			if done, err := printStructured(cmd.OutOrStdout(), statusOut, m); done {
@@ -112,6 +129,7 @@ the mission goes to every cluster.`,
 	sf.add(st)
 	st.Flags().StringVarP(&statusOut, "output", "o", "table", "table, yaml or json")
 	st.Flags().StringVarP(&statusNS, "mission-namespace", "N", "default", "namespace of the mission")
+	st.Flags().DurationVar(&wait, "wait", 0, "wait up to this long (e.g. 5m) until the mission is Ready everywhere it is placed, showing progress on stderr")
 	cmd.AddCommand(create, st)
 	return cmd
 }
@@ -269,4 +287,57 @@ func placementText(p edgev1alpha1.Placement) string {
 		return "all clusters"
 	}
 	return strings.Join(parts, " ")
+}
+
+// waitMissionReady polls a mission until it is Ready for its current
+// generation, writing a progress line to progress whenever what it shows
+// changes. It returns the last mission read, and an error saying where it
+// stands when timeout passes first.
+func waitMissionReady(ctx context.Context, c client.Client, key client.ObjectKey, timeout time.Duration, progress io.Writer) (*edgev1alpha1.Mission, error) {
+	start := time.Now()
+	var last *edgev1alpha1.Mission
+	var shown string
+	err := wait.PollUntilContextTimeout(ctx, time.Second, timeout, true, func(ctx context.Context) (bool, error) {
+		m := &edgev1alpha1.Mission{}
+		if err := c.Get(ctx, key, m); err != nil {
+			if apierrors.IsNotFound(err) {
+				return false, fmt.Errorf("mission %s was deleted while waiting", key)
+			}
+			return false, nil // a passing API error: try again
+		}
+		last = m
+		if line := missionProgress(m); line != shown {
+			shown = line
+			fmt.Fprintf(progress, "[%3.0fs] %s\n", time.Since(start).Seconds(), line)
+		}
+		return missionReady(m), nil
+	})
+	if err != nil {
+		if last != nil && !missionReady(last) && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return last, fmt.Errorf("mission %s not Ready after %s: %s (the table shows each cluster; 'fornaxctl describe cluster NAME' shows why a cluster lags)", key, timeout, missionProgress(last))
+		}
+		return last, fmt.Errorf("waiting for mission %s: %w", key, err)
+	}
+	return last, nil
+}
+
+// missionReady tells whether a mission's status says Ready for its current
+// generation.
+func missionReady(m *edgev1alpha1.Mission) bool {
+	c := meta.FindStatusCondition(m.Status.Conditions, edgev1alpha1.MissionReady)
+	return c != nil && c.Status == metav1.ConditionTrue && m.Status.ObservedGeneration == m.Generation && c.ObservedGeneration == m.Generation
+}
+
+// missionProgress is one line on where a mission stands. It is pure.
+func missionProgress(m *edgev1alpha1.Mission) string {
+	s := m.Status.Summary
+	if m.Status.ObservedGeneration != m.Generation {
+		return fmt.Sprintf("generation %d: waiting for the hub to place it", m.Generation)
+	}
+	line := fmt.Sprintf("generation %d: ready in %d of %d clusters (applied %d, failed %d, unknown %d)",
+		m.Generation, s.Ready, s.Targeted, s.Applied, s.Failed, s.Unknown)
+	if c := meta.FindStatusCondition(m.Status.Conditions, edgev1alpha1.MissionReady); c != nil && c.Status != metav1.ConditionTrue {
+		line += ": " + c.Message
+	}
+	return line
 }

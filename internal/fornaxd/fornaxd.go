@@ -265,7 +265,6 @@ func Run(ctx context.Context, o Options) error {
 		if hopts.Name == "" {
 			return errors.New("the hub role needs this cluster's name: give --cluster-name (e.g. root)")
 		}
-		hopts.Root = ag == nil
 		hopts.Events = mgr.GetEventRecorder("fornax-hub")
 		h, err = hub.New(ctx, hopts, kube, mgr.GetClient())
 		if err != nil {

@@ -83,9 +83,6 @@ type Options struct {
 	// Events records Kubernetes Events on EdgeClusters and Missions (link
 	// up and down, readiness, orphans, deletions); nil records none.
 	Events events.EventRecorder
-	// Root: this cluster has no parent. Its hub allocates the VPCs' VNIs
-	// and keeps the status of VPCs and Subnets.
-	Root bool
 }
 
 func (o *Options) complete() error {

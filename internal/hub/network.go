@@ -145,7 +145,9 @@ func mergeSorted(a, b []string) []string {
 // subnets in that order and, for the others, why not.
 func acceptSubnets(vpcs []*networkv1alpha1.VPC, subnets []*networkv1alpha1.Subnet) ([]*networkv1alpha1.Subnet, map[string]string) {
 	cidrs := map[string]netip.Prefix{}
+	fromParentVPC := map[string]bool{}
 	for _, v := range vpcs {
+		fromParentVPC[v.Name] = v.Labels[LabelFromParent] == "true"
 		if p, err := netip.ParsePrefix(v.Spec.CIDR); err == nil && p.Addr().Is4() {
 			cidrs[v.Name] = p.Masked()
 		}
@@ -173,6 +175,11 @@ func acceptSubnets(vpcs []*networkv1alpha1.VPC, subnets []*networkv1alpha1.Subne
 			continue
 		case !ok:
 			rejected[s.Name] = fmt.Sprintf("VPC %s does not exist", s.Spec.VPC)
+			continue
+		case fromParentVPC[s.Spec.VPC] && s.Labels[LabelFromParent] != "true":
+			// Its parent would never hear of it: the VPC's other clusters
+			// could not route to it.
+			rejected[s.Name] = fmt.Sprintf("VPC %s was created above this cluster: create its subnets where it was created", s.Spec.VPC)
 			continue
 		case err != nil || !cidr.Addr().Is4() || cidr.Masked() != cidr || cidr.Bits() > 30:
 			rejected[s.Name] = fmt.Sprintf("CIDR %q is not an IPv4 network address with a prefix length of at most 30", s.Spec.CIDR)

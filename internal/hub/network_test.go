@@ -214,23 +214,70 @@ func TestAcceptSubnets(t *testing.T) {
 	}
 }
 
+// A middle cluster holds its parent's VPCs and subnets and may create its
+// own; a subnet of its own in a parent's VPC is refused: the parent, and so
+// the VPC's clusters elsewhere, would never hear of it.
+func TestAcceptSubnetsAtAMiddleCluster(t *testing.T) {
+	parentVPC, local := vpc("blue", "10.1.0.0/16", 1), vpc("mine", "10.5.0.0/16", 1<<20)
+	parentVPC.Labels = map[string]string{LabelFromParent: "true"}
+	sent := subnet("blue-eu", "blue", "10.1.1.0/24", "eu", 1)
+	sent.Labels = map[string]string{LabelFromParent: "true"}
+	vpcs := []*networkv1alpha1.VPC{parentVPC, local}
+	subnets := []*networkv1alpha1.Subnet{sent, subnet("blue-here", "blue", "10.1.2.0/24", "berlin", 2), subnet("mine-berlin", "mine", "10.5.1.0/24", "berlin", 3)}
+	accepted, rejected := acceptSubnets(vpcs, subnets)
+	var names []string
+	for _, s := range accepted {
+		names = append(names, s.Name)
+	}
+	if want := []string{"blue-eu", "mine-berlin"}; !slices.Equal(names, want) {
+		t.Errorf("accepted %v, want %v", names, want)
+	}
+	if want := "VPC blue was created above this cluster"; !strings.Contains(rejected["blue-here"], want) {
+		t.Errorf("blue-here rejected with %q, want %q", rejected["blue-here"], want)
+	}
+}
+
 func TestSmallestFreeVNI(t *testing.T) {
 	for _, tt := range []struct {
-		taken []int32
-		want  int32
+		taken  []int32
+		lo, hi int32
+		want   int32
 	}{
-		{nil, 1},
-		{[]int32{1, 2, 3}, 4},
-		{[]int32{2, 3}, 1},
-		{[]int32{1, 3}, 2},
+		{nil, 1, 10, 1},
+		{[]int32{1, 2, 3}, 1, 10, 4},
+		{[]int32{2, 3}, 1, 10, 1},
+		{[]int32{1, 3}, 1, 10, 2},
+		{[]int32{1, 2}, 1, 2, 0},
+		{[]int32{1, 1 << 20}, 1 << 20, 2<<20 - 1, 1<<20 + 1},
 	} {
 		taken := map[int32]bool{}
 		for _, v := range tt.taken {
 			taken[v] = true
 		}
-		if got := smallestFreeVNI(taken); got != tt.want {
-			t.Errorf("taken %v: got %d, want %d", tt.taken, got, tt.want)
+		if got := smallestFreeVNI(taken, tt.lo, tt.hi); got != tt.want {
+			t.Errorf("taken %v in [%d, %d]: got %d, want %d", tt.taken, tt.lo, tt.hi, got, tt.want)
 		}
+	}
+}
+
+func TestVNIBlocks(t *testing.T) {
+	lo, hi, ok := vniBlock(0)
+	if !ok || lo != 1 || hi != 1<<20-1 {
+		t.Errorf("root: [%d, %d] %t, want [1, %d]", lo, hi, ok, 1<<20-1)
+	}
+	prevHi := hi
+	for d := int32(1); d <= MaxVPCDepth; d++ {
+		lo, hi, ok := vniBlock(d)
+		if !ok || lo != prevHi+1 || hi < lo || hi > MaxVNI {
+			t.Fatalf("depth %d: [%d, %d] %t after %d", d, lo, hi, ok, prevHi)
+		}
+		prevHi = hi
+	}
+	if prevHi != MaxVNI {
+		t.Errorf("the blocks end at %d, want %d", prevHi, MaxVNI)
+	}
+	if _, _, ok := vniBlock(MaxVPCDepth + 1); ok {
+		t.Errorf("depth %d has a block", MaxVPCDepth+1)
 	}
 }
 

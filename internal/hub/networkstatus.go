@@ -52,10 +52,32 @@ const (
 // MaxVNI is the largest VXLAN network identifier (24 bits).
 const MaxVNI = 1<<24 - 1
 
-// smallestFreeVNI returns the smallest VNI from 1 up that is not taken, or
-// 0 when all are.
-func smallestFreeVNI(taken map[int32]bool) int32 {
-	for v := int32(1); v <= MaxVNI; v++ {
+// VNIs are unique in the tree without asking the root: a VPC takes its VNI
+// from the block of the depth where it was created (the root's block is
+// 1 to 2^20-1, depth d's is d·2^20 to (d+1)·2^20-1). Clusters at the same
+// depth have disjoint subtrees, and a VPC travels only into the subtree of
+// the cluster that created it, so two VPCs that meet on a gateway never
+// share a VNI.
+const (
+	vniBlockBits = 20
+	// MaxVPCDepth is the deepest level where VPCs can be created.
+	MaxVPCDepth = MaxVNI >> vniBlockBits
+)
+
+// vniBlock returns the VNIs a VPC created at depth may take; ok is false
+// below MaxVPCDepth.
+func vniBlock(depth int32) (lo, hi int32, ok bool) {
+	if depth < 0 || depth > MaxVPCDepth {
+		return 0, 0, false
+	}
+	lo, hi = depth<<vniBlockBits, (depth+1)<<vniBlockBits-1
+	return max(lo, 1), hi, true
+}
+
+// smallestFreeVNI returns the smallest VNI from lo to hi that is not taken,
+// or 0 when all are.
+func smallestFreeVNI(taken map[int32]bool, lo, hi int32) int32 {
+	for v := lo; v <= hi; v++ {
 		if !taken[v] {
 			return v
 		}
@@ -63,7 +85,9 @@ func smallestFreeVNI(taken map[int32]bool) int32 {
 	return 0
 }
 
-// setupNetworkStatus registers the root's VPC and Subnet status reconcilers.
+// setupNetworkStatus registers the VPC and Subnet status reconcilers. Every
+// hub keeps the status of the VPCs and Subnets created at its cluster (at
+// the root, all of them); those from the parent carry the parent's.
 func (h *Hub) setupNetworkStatus(mgr manager.Manager) error {
 	c := mgr.GetClient()
 	// A subnet, or a gateway, changes the status of the VPCs it concerns.
@@ -158,18 +182,28 @@ func (h *Hub) reconcileVPCStatus(ctx context.Context, req reconcile.Request) (re
 		}
 		return reconcile.Result{}, err
 	}
-	if vpc.DeletionTimestamp != nil {
-		return reconcile.Result{}, nil // its VNI stays taken until it is gone everywhere
+	if vpc.DeletionTimestamp != nil || vpc.Labels[LabelFromParent] == "true" {
+		return reconcile.Result{}, nil // its VNI stays taken until it is gone everywhere; the parent keeps its status
 	}
 	w, err := h.netObjects(ctx)
 	if err != nil {
 		return reconcile.Result{}, err
 	}
 	vni := vpc.Status.VNI
-	if vni == 0 {
-		vni = smallestFreeVNI(h.takenVNIs(w.vpcs, vpc.Name))
+	if vni == 0 && strings.HasPrefix(h.path(), "?/") {
+		// The block depends on the depth, which the parent states.
+		return reconcile.Result{RequeueAfter: 2 * time.Second}, nil
+	}
+	lo, hi, ok := vniBlock(h.depth())
+	if vni == 0 && ok {
+		vni = smallestFreeVNI(h.takenVNIs(w.vpcs, vpc.Name), lo, hi)
 	}
 	desired := deriveVPCStatus(vpc, vni, w, time.Now())
+	if !ok {
+		meta.SetStatusCondition(&desired.Conditions, metav1.Condition{Type: networkv1alpha1.ConditionReady, Status: metav1.ConditionFalse,
+			Reason: ReasonNoFreeVNI, ObservedGeneration: vpc.Generation, LastTransitionTime: metav1.NewTime(time.Now().Truncate(time.Second)),
+			Message: fmt.Sprintf("VPCs can be created at depth %d at most; this cluster is at depth %d: create it higher up", MaxVPCDepth, h.depth())})
+	}
 	if equality.Semantic.DeepEqual(desired, vpc.Status) {
 		return reconcile.Result{}, nil
 	}
@@ -272,8 +306,8 @@ func (h *Hub) reconcileSubnetStatus(ctx context.Context, req reconcile.Request) 
 	if err := h.client.Get(ctx, req.NamespacedName, s); err != nil {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
-	if s.DeletionTimestamp != nil {
-		return reconcile.Result{}, nil
+	if s.DeletionTimestamp != nil || s.Labels[LabelFromParent] == "true" {
+		return reconcile.Result{}, nil // the parent keeps the status of what it sent
 	}
 	w, err := h.netObjects(ctx)
 	if err != nil {

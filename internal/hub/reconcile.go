@@ -44,10 +44,8 @@ func (h *Hub) SetupWithManager(mgr ctrl.Manager) error {
 	if err := h.setupGatewayFacts(mgr); err != nil {
 		return err
 	}
-	if h.opts.Root {
-		if err := h.setupNetworkStatus(mgr); err != nil {
-			return err
-		}
+	if err := h.setupNetworkStatus(mgr); err != nil {
+		return err
 	}
 	// Descendants are listed by the child they are reported through on every
 	// reconcile of that child: an index, not a scan of every EdgeCluster.

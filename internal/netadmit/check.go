@@ -14,6 +14,10 @@ import (
 	networkv1alpha1 "github.com/fornax-edge/fornax/api/network/v1alpha1"
 )
 
+// labelFromParent marks the objects a middle cluster holds from its parent
+// (the hub's LabelFromParent).
+const labelFromParent = "edge.fornax.io/from-parent"
+
 // CheckSubnet returns why a Subnet may not be created or changed, or nil.
 // vpc is the Subnet's VPC (nil: it does not exist); others are every Subnet
 // already stored (the one being changed may be among them: it is skipped);
@@ -31,6 +35,9 @@ func CheckSubnet(s *networkv1alpha1.Subnet, vpc *networkv1alpha1.VPC, others []n
 	}
 	if vpc == nil {
 		return fmt.Errorf("subnet %s: VPC %q not found: create the VPC first", s.Name, s.Spec.VPC)
+	}
+	if vpc.Labels[labelFromParent] == "true" {
+		return fmt.Errorf("subnet %s: VPC %s was created above this cluster: create its subnets where it was created", s.Name, vpc.Name)
 	}
 	vpcCIDR, err := netip.ParsePrefix(vpc.Spec.CIDR)
 	if err != nil {

@@ -16,6 +16,8 @@ func subnet(name, vpc, cidr, cluster string) networkv1alpha1.Subnet {
 
 func TestCheckSubnet(t *testing.T) {
 	vpc := &networkv1alpha1.VPC{ObjectMeta: metav1.ObjectMeta{Name: "blue"}, Spec: networkv1alpha1.VPCSpec{CIDR: "10.1.0.0/16"}}
+	fromParent := vpc.DeepCopy()
+	fromParent.Labels = map[string]string{labelFromParent: "true"}
 	stored := []networkv1alpha1.Subnet{
 		subnet("blue-a", "blue", "10.1.1.0/24", "a"),
 		subnet("red-a", "red", "10.1.2.0/24", "a"), // another VPC: may overlap
@@ -37,6 +39,7 @@ func TestCheckSubnet(t *testing.T) {
 		{"no cluster named", subnet("blue-d", "blue", "10.1.3.0/24", ""), vpc, false, "spec.cluster must name the cluster"},
 		{"unknown cluster", subnet("blue-d", "blue", "10.1.3.0/24", "mars"), vpc, false, `cluster "mars" is not in the tree`},
 		{"bad cidr", subnet("blue-d", "blue", "10.1.3.0", "a"), vpc, true, "is not a prefix"},
+		{"in a VPC from the parent", subnet("blue-e", "blue", "10.1.4.0/24", "a"), fromParent, true, "VPC blue was created above this cluster"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := CheckSubnet(&tc.s, tc.vpc, stored, tc.known)

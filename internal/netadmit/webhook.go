@@ -51,6 +51,11 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	if err := h.Decoder.Decode(req, s); err != nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the subnet: %w", err))
 	}
+	if s.Labels[labelFromParent] == "true" {
+		// A middle cluster storing its parent's subnet: checked where it was
+		// created; its owner may be outside this cluster's subtree.
+		return admission.Allowed("")
+	}
 	var vpc *networkv1alpha1.VPC
 	v := &networkv1alpha1.VPC{}
 	switch err := h.Client.Get(ctx, client.ObjectKey{Name: s.Spec.VPC}, v); {

@@ -226,13 +226,25 @@ func TestMissions(t *testing.T) {
 		if !strings.Contains(out, "created with 1 resources") {
 			t.Errorf("mission create said %q", out)
 		}
-		waitFor(t, 30*time.Second, "the ConfigMap in us1 and Ready at the root", func(ctx context.Context) (bool, error) {
-			if _, err := tr.edges["us1"].Client().CoreV1().ConfigMaps("shop").Get(ctx, "greeting", metav1.GetOptions{}); err != nil {
-				return false, nil
-			}
-			out, _, err := fornaxctlErr(t, "mission", "status", "greeting", "-N", "shop", "--kubeconfig", tr.root.Kubeconfig)
-			return err == nil && regexp.MustCompile(`(?m)^us1\s+Ready\s+1\s`).MatchString(out), nil
-		})
+		// As a user waits: progress on stderr, the table once Ready.
+		out, progress, err := fornaxctlErr(t, "mission", "status", "greeting", "-N", "shop", "--wait", "60s", "--kubeconfig", tr.root.Kubeconfig)
+		if err != nil || !regexp.MustCompile(`(?m)^us1\s+Ready\s+1\s`).MatchString(out) || !strings.Contains(progress, "generation 1: ready in 1 of 1 clusters") {
+			t.Fatalf("fornaxctl mission status --wait: %v\n%s\nprogress:\n%s", err, out, progress)
+		}
+		if _, err := tr.edges["us1"].Client().CoreV1().ConfigMaps("shop").Get(t.Context(), "greeting", metav1.GetOptions{}); err != nil {
+			t.Errorf("Ready at the root, but the ConfigMap is not in us1: %v", err)
+		}
+		// A wait that cannot end: a mission placed on a cluster that does not
+		// exist fails with where it stands.
+		fornaxctl(t, "mission", "create", "nowhere", "-N", "shop", "-f", dir, "--clusters", "mars", "--kubeconfig", tr.root.Kubeconfig)
+		if _, stderr, err := fornaxctlErr(t, "mission", "status", "nowhere", "-N", "shop", "--wait", "3s", "--kubeconfig", tr.root.Kubeconfig); err == nil ||
+			!strings.Contains(stderr, "not Ready after 3s") {
+			t.Errorf("fornaxctl mission status --wait on a mission that cannot be Ready: %v\n%s", err, stderr)
+		}
+		nowhere := &edgev1alpha1.Mission{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "nowhere"}}
+		if err := tr.rootCli.Delete(t.Context(), nowhere); err != nil {
+			t.Error(err)
+		}
 		out = fornaxctl(t, "get", "missions", "-A", "--kubeconfig", tr.root.Kubeconfig)
 		if !regexp.MustCompile(`(?m)^shop\s+greeting\s+1\s+1\s+0\s+0\s+Ready\s`).MatchString(out) {
 			t.Errorf("fornaxctl get missions -A:\n%s", out)
