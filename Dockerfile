@@ -1,4 +1,4 @@
-# fornaxd and fornaxctl as static binaries on a distroless base. Build from
+# fornaxd, fornaxctl and fornax-cni as static binaries on a distroless base. Build from
 # the repository root:
 #   docker build -t ghcr.io/fornax-edge/fornax:dev .
 # The manifests in config/deploy run it (fornaxctl init --print / join --print).
@@ -7,9 +7,9 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/ ./cmd/fornaxd ./cmd/fornaxctl
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/ ./cmd/fornaxd ./cmd/fornaxctl ./cmd/fornax-cni
 
 FROM gcr.io/distroless/static-debian12:nonroot
-COPY --from=build /out/fornaxd /out/fornaxctl /usr/local/bin/
+COPY --from=build /out/fornaxd /out/fornaxctl /out/fornax-cni /usr/local/bin/
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/fornaxd"]

@@ -1,5 +1,5 @@
 // Package deploy embeds the manifests that run fornaxd in a real cluster
-// (kustomize directories: base, hub, agent), so that 'fornaxctl init --print'
+// (kustomize directories: base, apply, hub, agent, gateway), so that 'fornaxctl init --print'
 // and 'join --print' emit them for GitOps, and renders them without kustomize.
 package deploy
 
@@ -15,7 +15,7 @@ import (
 
 // FS holds the kustomize directories.
 //
-//go:embed base hub agent
+//go:embed base hub agent apply gateway
 var FS embed.FS
 
 // Options change what Render emits.

@@ -276,7 +276,7 @@ func newJoinCommand() *cobra.Command {
 	var f clusterFlags
 	var req join.Request
 	var labels []string
-	var printOnly bool
+	var printOnly, gatewayNode bool
 	var image string
 	cmd := &cobra.Command{
 		Use:   "join",
@@ -294,7 +294,11 @@ cluster: its agent role connects to the parent.`,
 			ctx := cmd.Context()
 			out := cmd.OutOrStdout()
 			if printOnly {
-				return printManifests(out, "agent", deploy.Options{Image: image})
+				dir := "agent"
+				if gatewayNode {
+					dir = "gateway"
+				}
+				return printManifests(out, dir, deploy.Options{Image: image})
 			}
 			if req.Parent == "" || req.Token == "" || req.CAHash == "" || req.Name == "" {
 				return fmt.Errorf("--parent, --token, --ca-hash and --name are required: copy the command printed by 'fornaxctl token create' at the parent")
@@ -335,6 +339,7 @@ cluster: its agent role connects to the parent.`,
 	cmd.Flags().StringSliceVar(&labels, "labels", nil, "labels for this cluster's EdgeCluster, k=v,k=v (topology: region, site, org, ...)")
 	cmd.Flags().BoolVar(&printOnly, "print", false, "print the manifests that run fornaxd here (CRDs, admission policy, RBAC incl. what missions may deploy, Deployment, PodDisruptionBudget) for GitOps, and change nothing; the join itself still needs a plain 'fornaxctl join'")
 	cmd.Flags().StringVar(&image, "image", deploy.DefaultImage, "fornaxd image in the printed manifests")
+	cmd.Flags().BoolVar(&gatewayNode, "gateway", false, "with --print: the variant for a cluster that takes part in VPCs (fornaxd with the gateway role on the node labelled network.fornax.io/gateway=true, and fornax-cni installed there)")
 	return cmd
 }
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +49,8 @@ func TestManifestsDryRun(t *testing.T) {
 		{"join --print", []string{"join", "--print", "--image", "registry.example/fornax:v1"}, ""},
 		{"kubectl apply -k config/deploy/hub", nil, "hub"},
 		{"kubectl apply -k config/deploy/agent", nil, "agent"},
+		{"join --print --gateway", []string{"join", "--print", "--gateway"}, ""},
+		{"kubectl apply -k config/deploy/gateway", nil, "gateway"},
 	} {
 		args := []string{"--kubeconfig", c.Kubeconfig, "apply", "--server-side", "--dry-run=server"}
 		var stdin string
@@ -69,6 +72,9 @@ func TestManifestsDryRun(t *testing.T) {
 				t.Errorf("%s: no %q in:\n%s", tc.name, want, out)
 			}
 		}
+		if (tc.dir == "gateway" || slices.Contains(tc.print, "--gateway")) && !strings.Contains(string(out), "daemonset.apps/fornax-cni serverside-applied") {
+			t.Errorf("%s: no fornax-cni DaemonSet:\n%s", tc.name, out)
+		}
 		if tc.dir == "hub" && !strings.Contains(string(out), "service/fornax-hub") {
 			t.Errorf("%s: no Service:\n%s", tc.name, out)
 		}
@@ -78,19 +84,19 @@ func TestManifestsDryRun(t *testing.T) {
 	}
 }
 
-// TestStaticBinaries builds fornaxd and fornaxctl as the Dockerfile does
+// TestStaticBinaries builds fornaxd, fornaxctl and fornax-cni as the Dockerfile does
 // (CGO_ENABLED=0) and checks they need no dynamic loader: they run on a
 // distroless static base.
 func TestStaticBinaries(t *testing.T) {
 	t.Parallel()
 	out := t.TempDir()
-	cmd := exec.CommandContext(t.Context(), "go", "build", "-trimpath", "-o", out+"/", "./cmd/fornaxd", "./cmd/fornaxctl")
+	cmd := exec.CommandContext(t.Context(), "go", "build", "-trimpath", "-o", out+"/", "./cmd/fornaxd", "./cmd/fornaxctl", "./cmd/fornax-cni")
 	cmd.Dir = "../.."
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("static build: %v\n%s", err, b)
 	}
-	for _, name := range []string{"fornaxd", "fornaxctl"} {
+	for _, name := range []string{"fornaxd", "fornaxctl", "fornax-cni"} {
 		f, err := elf.Open(filepath.Join(out, name))
 		if err != nil {
 			t.Fatal(err)
