@@ -266,6 +266,10 @@ func (h *Hub) deletionHolders(m *edgev1alpha1.Mission, clusters []placement.Clus
 	return holders, offline
 }
 
+// missionPassInterval is the least time between two passes over every
+// mission's status caused by cluster changes.
+const missionPassInterval = 200 * time.Millisecond
+
 // setupMissions registers the Mission reconciler: it delivers missions to
 // the children and keeps their status.
 func (h *Hub) setupMissions(mgr manager.Manager) error {
@@ -279,6 +283,12 @@ func (h *Hub) setupMissions(mgr manager.Manager) error {
 			for i := range list.Items {
 				events <- event.TypedGenericEvent[*edgev1alpha1.Mission]{Object: &list.Items[i]}
 			}
+			// Paced: when thousands of clusters change at once (a mass
+			// disconnect, a reconnect storm), every mission's status is
+			// computed a few times a second, not once per change, each pass
+			// going over every target under the hub's lock. Changes in the
+			// meantime coalesce into the next pass.
+			time.Sleep(missionPassInterval)
 		}
 	}()
 	if err := mgr.Add(manager.RunnableFunc(h.syncLoop)); err != nil {
