@@ -119,6 +119,18 @@ var Figures = []Figure{
 	{"storm_peak_hub_rss_mib_10000_clusters", "BenchmarkHubScale/10000", "storm-peak-hub-MiB", "MiB", 1, "", "hub peak RSS during that storm (sampled every 200 ms)"},
 	{"agent_rss_mib_idle", "BenchmarkAgent", "agent-MiB-idle", "MiB", 1, "<= 50", "a leaf fornaxd's RSS, idle"},
 	{"cluster_start_s", "BenchmarkClusterStart", "s/start", "s", 1, "", "a real local cluster (etcd, kube-apiserver, controller-manager, scheduler, kwok) from nothing to Ready"},
+	{"crosscluster_throughput_ratio_vs_veth", "BenchmarkNetwork", "crosscluster-vs-veth-ratio", "× veth", 1, ">= 0.6",
+		"TCP throughput pod in cluster a → pod in cluster b (router namespaces, kernel VXLAN over the WAN bridge, all on one host) divided by that of a raw veth pair between two namespaces, same run; iperf3 (Debian), one stream, 5 s, medians of 3 interleaved rounds"},
+	{"subnet_to_first_packet_ms", "BenchmarkNetwork", "subnet-to-first-packet-ms", "ms", 1, "<= 2000",
+		"subnet created at the root for cluster b → first TCP connection from a pod in cluster a to a pod attached to it (CNI ADD and dial retried every 100 ms), median of 5"},
+	{"veth_throughput_gbps", "BenchmarkNetwork", "veth-Gbit/s", "Gbit/s", 1, "",
+		"the baseline: iperf3, one TCP stream, 5 s, between two network namespaces joined by one veth pair (MTU 1500), median of 3 rounds"},
+	{"same_subnet_throughput_gbps", "BenchmarkNetwork", "same-subnet-Gbit/s", "Gbit/s", 1, "", "as above, pod to pod in one subnet (veth, bridge, veth; MTU 1450)"},
+	{"across_subnets_throughput_gbps", "BenchmarkNetwork", "across-subnets-Gbit/s", "Gbit/s", 1, "", "as above, pod to pod across two subnets of one cluster (routed in its router namespace)"},
+	{"crosscluster_throughput_gbps", "BenchmarkNetwork", "crosscluster-Gbit/s", "Gbit/s", 1, "", "as above, pod to pod across two clusters (VXLAN between their gateways' router namespaces)"},
+	{"crosscluster_rtt_p50_us", "BenchmarkNetwork", "crosscluster-rtt-p50-us", "µs", 1, "",
+		"TCP round trip of 1 byte each way on one connection, pod in cluster a ↔ pod in cluster b, 3 × 2,000 after warm-up, p50"},
+	{"crosscluster_rtt_p99_us", "BenchmarkNetwork", "crosscluster-rtt-p99-us", "µs", 1, "", "as above, p99"},
 }
 
 // Entry is one line of benchmarks.json.

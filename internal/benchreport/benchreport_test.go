@@ -85,3 +85,24 @@ func TestReportNamesFiguresAndGoals(t *testing.T) {
 		t.Error("goal check wrong")
 	}
 }
+
+func TestNetworkFigures(t *testing.T) {
+	const out = "BenchmarkNetwork-2   	       1	61520999050 ns/op	        9.414 crosscluster-Gbit/s	        35.98 crosscluster-rtt-p50-us	        94.34 crosscluster-rtt-p99-us	         0.7543 crosscluster-vs-veth-ratio	       100.5 subnet-to-first-packet-ms	        12.48 veth-Gbit/s\n"
+	ms, err := Parse(strings.NewReader(out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := string(Markdown(ms, Machine{}))
+	for _, want := range []string{
+		"| `crosscluster_throughput_ratio_vs_veth` | 0.7543 × veth | >= 0.6 | yes |",
+		"| `subnet_to_first_packet_ms` | 100 ms | <= 2000 | yes |",
+		"| `veth_throughput_gbps` | 12.48 Gbit/s | — | — |",
+		"| `crosscluster_throughput_gbps` | 9.41 Gbit/s | — | — |",
+		"| `crosscluster_rtt_p99_us` | 94.34 µs | — | — |",
+		"| `same_subnet_throughput_gbps` | not measured in this run |",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("benchmarks.md lacks %q:\n%s", want, md)
+		}
+	}
+}

@@ -99,6 +99,10 @@ var (
 	spawnReq  chan func()
 )
 
+// StartCommand starts cmd from that thread: a Pdeathsig it sets fires only
+// when the process ends. For tests that start their own helpers (iperf3).
+func StartCommand(cmd *exec.Cmd) error { return onSpawnThread(cmd.Start) }
+
 func onSpawnThread(start func() error) error {
 	spawnOnce.Do(func() {
 		spawnReq = make(chan func())

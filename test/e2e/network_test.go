@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -46,9 +48,9 @@ const (
 	dialQuick = 3 * time.Second
 )
 
-// netTest is the state of TestNetwork.
+// netTest is the state of TestNetwork (and of BenchmarkNetwork).
 type netTest struct {
-	t      *testing.T
+	t      testing.TB
 	tr     *tree
 	base   string // every namespace this test makes starts with it
 	cniBin string
@@ -94,10 +96,14 @@ func netClient(t testing.TB, c *localcluster.Cluster) client.Client {
 	return cl
 }
 
-// newNetTest builds the WAN, starts the clusters (API servers only: pods
-// need no node here, CNI reads their objects) and joins a, b and c with
+// netTree is TestNetwork's tree: each cluster's parent.
+var netTree = map[string]string{"a": "root", "b": "root", "c": "b"}
+
+// newNetTest builds the WAN, starts the clusters of the tree given by
+// parents (each cluster's parent: "root" or another of them; API servers
+// only: pods need no node here, CNI reads their objects) and joins them with
 // their gateways. Root only.
-func newNetTest(t *testing.T) *netTest {
+func newNetTest(t testing.TB, parents map[string]string) *netTest {
 	t.Helper()
 	if err := netlab.Check(); err != nil {
 		t.Skipf("skipping: %v", err)
@@ -105,6 +111,20 @@ func newNetTest(t *testing.T) *netTest {
 	nt := &netTest{t: t, base: fmt.Sprintf("fx%x", os.Getpid()), sites: map[string]*netlab.Site{}, prefixes: map[string]string{},
 		confs: map[string]*libcni.NetworkConfigList{}, runtimes: map[string]*libcni.CNIConfig{}, clients: map[string]client.Client{},
 		gwArgs: map[string][]string{}}
+	// Parents before their children (a, b, c for TestNetwork's tree).
+	depth := func(name string) int {
+		d := 0
+		for ; name != "root"; name = parents[name] {
+			d++
+		}
+		return d
+	}
+	edges := slices.Sorted(maps.Keys(parents))
+	slices.SortStableFunc(edges, func(x, y string) int { return cmp.Compare(depth(x), depth(y)) })
+	middle := map[string]bool{}
+	for _, p := range parents {
+		middle[p] = p != "root"
+	}
 	binDir := t.TempDir()
 	nt.cniBin = filepath.Join(binDir, "fornax-cni")
 	if out, err := exec.CommandContext(t.Context(), "go", "build", "-o", nt.cniBin, "../../cmd/fornax-cni").CombinedOutput(); err != nil {
@@ -119,12 +139,12 @@ func newNetTest(t *testing.T) *netTest {
 			t.Error(err)
 		}
 	})
-	for _, name := range []string{"root", "a", "b", "c"} {
+	for _, name := range append([]string{"root"}, edges...) {
 		if nt.sites[name], err = w.AddSite(name); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for _, name := range []string{"a", "b", "c"} {
+	for _, name := range edges {
 		nt.prefixes[name] = nt.base + "-gw" + name
 	}
 	// After the clusters and their fornaxd are stopped (LIFO), before the
@@ -139,15 +159,17 @@ func newNetTest(t *testing.T) *netTest {
 	// root's namespace, where its API server calls it.
 	webhook := net.JoinHostPort(nt.sites["root"].IP.String(), "9443")
 	hubArgs := append(slices.Clone(keepaliveArgs), "--webhook-listen", webhook, "--webhook-url", "https://"+webhook)
-	nt.tr = newTree(t, hubArgs, in(localcluster.Options{Name: "root"}), in(localcluster.Options{Name: "a"}),
-		in(localcluster.Options{Name: "b"}), in(localcluster.Options{Name: "c"}))
+	opts := []localcluster.Options{in(localcluster.Options{Name: "root"})}
+	for _, name := range edges {
+		opts = append(opts, in(localcluster.Options{Name: name}))
+	}
+	nt.tr = newTree(t, hubArgs, opts...)
 	nt.tr.sites = nt.sites
 	nt.clients["root"] = netClient(t, nt.tr.root)
-	parents := map[string]string{"a": "root", "b": "root", "c": "b"}
-	for _, name := range []string{"a", "b", "c"} {
+	for _, name := range edges {
 		nt.gwArgs[name] = []string{"--gateway-endpoint", nt.sites[name].IP.String(), "--gateway-prefix", nt.prefixes[name],
 			"--reconnect-max-delay", "4s"}
-		nt.tr.joinBelow(t, name, parents[name], "", name == "b", map[string]string{}, nt.gwArgs[name]...)
+		nt.tr.joinBelow(t, name, parents[name], "", middle[name], map[string]string{}, nt.gwArgs[name]...)
 		c := nt.tr.edges[name]
 		nt.clients[name] = netClient(t, c)
 		// No controller manager runs to create it, and pods need it.
@@ -164,8 +186,8 @@ func newNetTest(t *testing.T) *netTest {
 		nt.confs[name] = conf
 		nt.runtimes[name] = libcni.NewCNIConfigWithCacheDir([]string{binDir}, t.TempDir(), nil)
 	}
-	waitFor(t, 90*time.Second, "a, b and c connected at the root", func(ctx context.Context) (bool, error) {
-		for _, name := range []string{"a", "b", "c"} {
+	waitFor(t, 90*time.Second, strings.Join(edges, ", ")+" connected at the root", func(ctx context.Context) (bool, error) {
+		for _, name := range edges {
 			ec, err := nt.tr.ec(t, ctx, name)
 			if err != nil || condStatus(ec, edgev1alpha1.EdgeClusterConnected) != metav1.ConditionTrue {
 				return false, err
@@ -365,12 +387,38 @@ func (nt *netTest) waitReach(from, to *netPod, timeout time.Duration) time.Durat
 	return time.Since(t0)
 }
 
+// subnetToFirstPacket creates a subnet at the root and times, from that
+// Create, the CNI ADD of pod (made beforehand with newPod in the subnet's
+// cluster; retried every 100 ms until the subnet has arrived there) and the
+// first TCP connection from another pod to it (tried every 100 ms): the
+// issue's "subnet creation to first packet".
+func (nt *netTest) subnetToFirstPacket(t testing.TB, sn *networkv1alpha1.Subnet, pod, from *netPod) (added, first time.Duration) {
+	t.Helper()
+	t0 := time.Now()
+	nt.create(sn)
+	var last error
+	waitFor(t, 60*time.Second, "CNI ADD of pod "+pod.name, func(ctx context.Context) (bool, error) {
+		last = nt.add(ctx, pod)
+		return last == nil, last
+	})
+	added = time.Since(t0)
+	nt.serve(pod)
+	nt.waitReach(from, pod, 60*time.Second)
+	return added, time.Since(t0)
+}
+
 // create creates a network object at the root.
 func (nt *netTest) create(objs ...client.Object) {
 	nt.t.Helper()
+	nt.createIn("root", objs...)
+}
+
+// createIn creates objects in a cluster's API server.
+func (nt *netTest) createIn(cluster string, objs ...client.Object) {
+	nt.t.Helper()
 	for _, o := range objs {
-		if err := nt.clients["root"].Create(nt.t.Context(), o); err != nil {
-			nt.t.Fatalf("creating %T %s at the root: %v", o, o.GetName(), err)
+		if err := nt.clients[cluster].Create(nt.t.Context(), o); err != nil {
+			nt.t.Fatalf("creating %T %s in %s: %v", o, o.GetName(), cluster, err)
 		}
 	}
 }
@@ -470,7 +518,7 @@ func (nt *netTest) exists(ctx context.Context, in string, o client.Object) (bool
 // over the WAN.
 func TestNetwork(t *testing.T) {
 	start := time.Now()
-	nt := newNetTest(t)
+	nt := newNetTest(t, netTree)
 	ctx := t.Context()
 	root := nt.clients["root"]
 	t.Logf("tree up in %s", time.Since(start).Round(100*time.Millisecond))
@@ -635,17 +683,7 @@ func TestNetwork(t *testing.T) {
 	var pb2 *netPod
 	t.Run("subnet-created-at-the-root-becomes-reachable", func(t *testing.T) {
 		pb2 = nt.newPod("b", "pb2", "blue-b2")
-		t0 := time.Now()
-		nt.create(newSubnet("blue-b2", "blue", "10.10.4.0/24", "b"))
-		var last error
-		waitFor(t, 60*time.Second, "CNI ADD of pod pb2", func(ctx context.Context) (bool, error) {
-			last = nt.add(ctx, pb2)
-			return last == nil, last
-		})
-		added := time.Since(t0)
-		nt.serve(pb2)
-		nt.waitReach(pa1, pb2, 60*time.Second)
-		first := time.Since(t0)
+		added, first := nt.subnetToFirstPacket(t, newSubnet("blue-b2", "blue", "10.10.4.0/24", "b"), pb2, pa1)
 		verdict := "met"
 		if first > 2*time.Second {
 			verdict = "missed"
@@ -755,6 +793,71 @@ func TestNetwork(t *testing.T) {
 			}
 			rc, err := nt.routes("c", vnis["blue"])
 			return err == nil && !slices.Contains(ra, "10.10.5.0/24") && !slices.Contains(rc, "10.10.5.0/24") && !nt.hasBridge("b", vnis["blue"], "blue-b3"), err
+		})
+	})
+
+	t.Run("vpc-created-at-a-middle-cluster-for-its-subtree", func(t *testing.T) {
+		mid := nt.clients["b"]
+		nt.createIn("b", newVPC("violet", "10.30.0.0/16", "tenant-b"),
+			newSubnet("violet-b1", "violet", "10.30.1.0/24", "b"), newSubnet("violet-c1", "violet", "10.30.2.0/24", "c"))
+		// Its VNI comes from b's block (depth 1), not from the root's.
+		var vni uint32
+		waitFor(t, 60*time.Second, "VPC violet at b with a VNI and Ready", func(ctx context.Context) (bool, error) {
+			v := &networkv1alpha1.VPC{}
+			if err := mid.Get(ctx, client.ObjectKey{Name: "violet"}, v); err != nil {
+				return false, err
+			}
+			vni = uint32(v.Status.VNI)
+			return meta.IsStatusConditionTrue(v.Status.Conditions, networkv1alpha1.ConditionReady), nil
+		})
+		if vni < 1<<20 || vni >= 2<<20 {
+			t.Errorf("VPC violet created at b (depth 1) got VNI %d, want one of b's block [%d, %d)", vni, 1<<20, 2<<20)
+		}
+		// c receives it from b with that VNI; the root and a never hear of it.
+		v := &networkv1alpha1.VPC{}
+		if err := nt.clients["c"].Get(t.Context(), client.ObjectKey{Name: "violet"}, v); err != nil || uint32(v.Status.VNI) != vni ||
+			v.Annotations["edge.fornax.io/origin"] != "b" {
+			t.Errorf("VPC violet at c: VNI %d, annotations %v, %v; want VNI %d from b", v.Status.VNI, v.Annotations, err, vni)
+		}
+		for _, c := range []string{"root", "a"} {
+			if there, err := nt.exists(t.Context(), c, newVPC("violet", "", "")); there || err != nil {
+				t.Errorf("VPC violet in %s: %t, %v; want it only in b's subtree", c, there, err)
+			}
+		}
+		pvb, pvc := nt.newPod("b", "pvb", "violet-b1"), nt.newPod("c", "pvc", "violet-c1")
+		nt.attach(pvb, 60*time.Second)
+		nt.attach(pvc, 60*time.Second)
+		nt.waitReach(pvc, pvb, 30*time.Second)
+		nt.reaches(pvb, pvc)
+		nt.blocked(pvb, pa1.addr, "it is blue's, pvb is violet's")
+		// A subnet of b's own in a VPC the root created: refused (the root,
+		// and so a, would never route to it).
+		nt.createIn("b", newSubnet("blue-b9", "blue", "10.10.9.0/24", "b"))
+		waitFor(t, 30*time.Second, "subnet blue-b9 refused at b", func(ctx context.Context) (bool, error) {
+			sn := &networkv1alpha1.Subnet{}
+			if err := mid.Get(ctx, client.ObjectKey{Name: "blue-b9"}, sn); err != nil {
+				return false, err
+			}
+			c := meta.FindStatusCondition(sn.Status.Conditions, networkv1alpha1.ConditionAccepted)
+			return c != nil && c.Status == metav1.ConditionFalse && strings.Contains(c.Message, "VPC blue was created above this cluster"), nil
+		})
+		if there, err := nt.exists(t.Context(), "c", newSubnet("blue-b9", "", "", "")); there || err != nil {
+			t.Errorf("the refused subnet blue-b9 reached c: %t, %v", there, err)
+		}
+		nt.del(pvb)
+		nt.del(pvc)
+		for _, o := range []client.Object{newSubnet("blue-b9", "", "", ""), newSubnet("violet-b1", "", "", ""), newSubnet("violet-c1", "", "", ""), newVPC("violet", "", "")} {
+			if err := mid.Delete(t.Context(), o); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, 60*time.Second, "VPC violet gone from b and c", func(ctx context.Context) (bool, error) {
+			for _, c := range []string{"b", "c"} {
+				if there, err := nt.exists(ctx, c, newVPC("violet", "", "")); there || err != nil {
+					return false, err
+				}
+			}
+			return true, nil
 		})
 	})
 
