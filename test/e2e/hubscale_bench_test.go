@@ -242,6 +242,8 @@ func hubScale(b *testing.B, sim string, n int) {
 
 	// 10 % cut off (their streams closed, held down).
 	tenth := n / 10
+	var offlineProfiled sync.WaitGroup
+	offlineProfiled.Go(func() { saveProfile(b, pprof, "profile?seconds=10", fmt.Sprintf("hub-%d-offline.cpu", n)) })
 	downBegan := time.Now()
 	for _, f := range fleet { // the first tenth of each process's share
 		f.post(b, "/down?n="+strconv.Itoa(tenth/simProcesses))
@@ -252,6 +254,7 @@ func hubScale(b *testing.B, sim string, n int) {
 		return got == wantDown, err
 	})
 	offline := time.Since(downBegan)
+	offlineProfiled.Wait()
 	for _, f := range fleet {
 		f.post(b, "/up")
 	}
