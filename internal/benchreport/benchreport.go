@@ -118,7 +118,7 @@ var Figures = []Figure{
 	{"storm_all_connected_s_10000_clusters", "BenchmarkHubScale/10000", "storm-all-connected-s", "s", 1, "", "every stream of 10,000 dropped at once → all Connected at the root again"},
 	{"storm_peak_hub_rss_mib_10000_clusters", "BenchmarkHubScale/10000", "storm-peak-hub-MiB", "MiB", 1, "", "hub peak RSS during that storm (sampled every 200 ms)"},
 	{"agent_rss_mib_idle", "BenchmarkAgent", "agent-MiB-idle", "MiB", 1, "<= 50", "a leaf fornaxd's RSS, idle"},
-	{"cluster_start_s", "BenchmarkClusterStart", "s/start", "s", 1, "", "a real local cluster (etcd, kube-apiserver, controller-manager, scheduler, kwok) from nothing to Ready"},
+	{"cluster_start_s", "BenchmarkClusterStart/full-2nodes", "s/start", "s", 1, "", "a real local cluster (etcd, kube-apiserver, controller-manager, scheduler, kwok) from nothing to Ready"},
 	{"crosscluster_throughput_ratio_vs_veth", "BenchmarkNetwork", "crosscluster-vs-veth-ratio", "× veth", 1, ">= 0.6",
 		"TCP throughput pod in cluster a → pod in cluster b (router namespaces, kernel VXLAN over the WAN bridge, all on one host) divided by that of a raw veth pair between two namespaces, same run; iperf3 (Debian), one stream, 5 s, medians of 3 interleaved rounds"},
 	{"subnet_to_first_packet_ms", "BenchmarkNetwork", "subnet-to-first-packet-ms", "ms", 1, "<= 2000",
