@@ -259,21 +259,13 @@ func (l *lab) held(p *pod) []ipam.Allocation {
 // inPod runs f with a netlink handle in the pod's namespace.
 func inPod(t *testing.T, p *pod, f func(h *netlink.Handle, eth netlink.Link) error) error {
 	t.Helper()
-	nsh, err := netns.GetFromPath(p.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = nsh.Close() }()
-	h, err := netlink.NewHandleAt(nsh)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	eth, err := h.LinkByName(ifName)
-	if err != nil {
-		return err
-	}
-	return f(h, eth)
+	return netlab.WithNetlink(p.path, func(h *netlink.Handle) error {
+		eth, err := h.LinkByName(ifName)
+		if err != nil {
+			return err
+		}
+		return f(h, eth)
+	})
 }
 
 // checkWired asserts what a pod sees of its attachment: the address on its
@@ -372,18 +364,16 @@ func talk(t *testing.T, from *pod, to netip.Addr) {
 // routerHasVeth reports whether the router end of the pod's veth exists.
 func (l *lab) routerHasVeth(t *testing.T, p *pod) bool {
 	t.Helper()
-	nsh, err := netns.GetFromName(netplane.RouterNS(l.base, vni))
+	var found bool
+	err := netlab.WithNetlink(filepath.Join("/run/netns", netplane.RouterNS(l.base, vni)), func(h *netlink.Handle) error {
+		_, err := h.LinkByName(netplane.HostVethName(p.rt.ContainerID, ifName))
+		found = err == nil
+		return nil
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = nsh.Close() }()
-	h, err := netlink.NewHandleAt(nsh)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	_, err = h.LinkByName(netplane.HostVethName(p.rt.ContainerID, ifName))
-	return err == nil
+	return found
 }
 
 // cniError is the plugin's error as the runtime gets it.

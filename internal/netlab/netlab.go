@@ -484,3 +484,20 @@ func (s *Site) destroy() {
 	}
 	_ = netns.DeleteNamed(s.nsName)
 }
+
+// WithNetlink runs f with a netlink handle on the network namespace at path
+// (/run/netns/NAME for a named one); the error wraps os.ErrNotExist when
+// there is no such namespace.
+func WithNetlink(path string, f func(h *netlink.Handle) error) error {
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		return fmt.Errorf("opening network namespace %s: %w", path, err)
+	}
+	defer func() { _ = ns.Close() }()
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return fmt.Errorf("netlink in %s: %w", path, err)
+	}
+	defer h.Close()
+	return f(h)
+}

@@ -213,21 +213,18 @@ func (nt *netTest) vethPair(b *testing.B) (one, two *netPod, mtu int) {
 // linkMTU reads the MTU of a link in a namespace.
 func linkMTU(b *testing.B, nsPath, name string) int {
 	b.Helper()
-	h, err := netns.GetFromPath(nsPath)
+	var mtu int
+	err := netlab.WithNetlink(nsPath, func(h *netlink.Handle) error {
+		l, err := h.LinkByName(name)
+		if err == nil {
+			mtu = l.Attrs().MTU
+		}
+		return err
+	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer func() { _ = h.Close() }()
-	nh, err := netlink.NewHandleAt(h)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer nh.Close()
-	l, err := nh.LinkByName(name)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return l.Attrs().MTU
+	return mtu
 }
 
 // startInNS starts a program inside a network namespace (nsenter execs it:

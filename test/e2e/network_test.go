@@ -3,6 +3,7 @@ package e2e
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -444,17 +445,11 @@ func (nt *netTest) vni(name string) uint32 {
 // inRouter runs f with a netlink handle in a cluster's router namespace of
 // a VPC; ok is false when the namespace does not exist.
 func (nt *netTest) inRouter(cluster string, vni uint32, f func(h *netlink.Handle) error) (bool, error) {
-	h0, err := netns.GetFromName(netplane.RouterNS(nt.prefixes[cluster], vni))
-	if err != nil {
+	path := filepath.Join("/run/netns", netplane.RouterNS(nt.prefixes[cluster], vni))
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}
-	defer func() { _ = h0.Close() }()
-	h, err := netlink.NewHandleAt(h0)
-	if err != nil {
-		return true, err
-	}
-	defer h.Close()
-	return true, f(h)
+	return true, netlab.WithNetlink(path, f)
 }
 
 // routes lists the destinations routed through the VPC's VXLAN device in
