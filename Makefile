@@ -53,7 +53,7 @@ test: tools verify-generate lint ## Build what is needed and run every test (rea
 	@$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
 
 .PHONY: bench
-bench: tools ## Run the benchmarks and write docs/benchmarks.md and docs/benchmarks.json (about 70 min, half of it the 1,000/5,000/10,000-cluster hub scale; the partition and network ones need root, the network one iperf3).
+bench: tools ## Run the benchmarks and write docs/benchmarks.md and docs/benchmarks.json (about 40 min, half of it the 1,000/5,000/10,000-cluster hub scale; the partition and network ones need root, the network one iperf3).
 	@mkdir -p .fornax
 	@{ $(GO) test -run '^$$' -bench . -benchtime=3x $(BENCH_FLAGS) -timeout 60m ./internal/...; \
 	   $(GO) test -run '^$$' -bench . -benchtime=1x $(BENCH_FLAGS) -timeout 120m ./test/...; } | tee .fornax/bench.out
