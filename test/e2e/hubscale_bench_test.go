@@ -240,8 +240,28 @@ func hubScale(b *testing.B, sim string, n int) {
 	b.Logf("one mission to %d clusters: held by all %s after Create, all Ready at the root after %s; hub CPU %.1f s",
 		n, delivered.Round(time.Millisecond), missionToAll.Round(time.Millisecond), missionCPU)
 
+	// Every cluster's EdgeCluster shows the mission too (its missions
+	// summary): N status writes that follow the mission's. Let them drain,
+	// so that the next phase measures the disconnect, not this backlog.
+	settleBegan := time.Now()
+	waitFor(b, 10*time.Minute, "the hub's EdgeCluster status queue empty", func(context.Context) (bool, error) {
+		return metricMatching(b, metricsURL, "workqueue_depth", `name="edgecluster-status"`) == 0, nil
+	})
+	settled := time.Since(missionBegan)
+	b.Logf("every EdgeCluster's status written after the mission: %s after Create (%s after the mission was Ready at the root)",
+		settled.Round(time.Millisecond), time.Since(settleBegan).Round(time.Millisecond))
+
 	// 10 % cut off (their streams closed, held down).
 	tenth := n / 10
+	// How the hub's EdgeCluster status controller fared over the phase.
+	reconciles := func() map[string]float64 {
+		out := map[string]float64{}
+		for _, result := range []string{"success", "error", "requeue", "requeue_after"} {
+			out[result] = metricMatching(b, metricsURL, "controller_runtime_reconcile_total", `controller="edgecluster-status"`, `result="`+result+`"`)
+		}
+		return out
+	}
+	r0 := reconciles()
 	var offlineProfiled sync.WaitGroup
 	offlineProfiled.Go(func() { saveProfile(b, pprof, "profile?seconds=10", fmt.Sprintf("hub-%d-offline.cpu", n)) })
 	downBegan := time.Now()
@@ -255,6 +275,9 @@ func hubScale(b *testing.B, sim string, n int) {
 	})
 	offline := time.Since(downBegan)
 	offlineProfiled.Wait()
+	r1 := reconciles()
+	b.Logf("EdgeCluster status reconciles while %d went Offline: %.0f success, %.0f error, %.0f requeue, %.0f requeue_after",
+		wantDown, r1["success"]-r0["success"], r1["error"]-r0["error"], r1["requeue"]-r0["requeue"], r1["requeue_after"]-r0["requeue_after"])
 	for _, f := range fleet {
 		f.post(b, "/up")
 	}
@@ -323,6 +346,7 @@ func hubScale(b *testing.B, sim string, n int) {
 	b.ReportMetric(delivered.Seconds(), "mission-held-by-all-s")
 	b.ReportMetric(missionToAll.Seconds(), "mission-to-all-s")
 	b.ReportMetric(offline.Seconds(), "offline-10pct-s")
+	b.ReportMetric(settled.Seconds(), "mission-on-every-edgecluster-s")
 	b.ReportMetric(streamsBack.Seconds(), "storm-streams-back-s")
 	b.ReportMetric(stormConnected.Seconds(), "storm-all-connected-s")
 	b.ReportMetric(peak/(1<<20), "storm-peak-hub-MiB")

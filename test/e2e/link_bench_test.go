@@ -76,6 +76,24 @@ func metric(b *testing.B, url, name string) float64 {
 	return sumMetric(resp.Body, name, nil)
 }
 
+// metricMatching sums a metric's series whose labels contain every one of
+// the given label pairs (`controller="x"`).
+func metricMatching(b *testing.B, url, name string, pairs ...string) float64 {
+	resp, err := http.Get(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	return sumMetric(resp.Body, name, func(labels string) bool {
+		for _, p := range pairs {
+			if !strings.Contains(labels, p) {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 func sumMetric(r io.Reader, name string, match func(labels string) bool) float64 {
 	var sum float64
 	sc := bufio.NewScanner(r)
