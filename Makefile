@@ -15,7 +15,7 @@ TEST_TIMEOUT ?= 45m
 TEST_FLAGS ?=
 BENCH_FLAGS ?=
 
-PRODUCT_BINS := fornaxctl fornaxd
+PRODUCT_BINS := fornaxctl fornaxd fornax-cni
 
 .PHONY: help
 help: ## Show this help.

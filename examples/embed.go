@@ -8,3 +8,8 @@ import "embed"
 //
 //go:embed missions/*.yaml
 var Missions embed.FS
+
+// Network is the sample VPC and subnets of examples/network.
+//
+//go:embed network/*.yaml
+var Network embed.FS

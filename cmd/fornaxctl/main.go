@@ -5,17 +5,23 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"syscall"
 
+	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/fornax-edge/fornax/internal/fornaxctl"
 )
 
 func main() {
+	// controller-runtime's clients log warnings only (deprecated APIs); it
+	// complains on stderr if no logger is set.
+	ctrllog.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	cmd := fornaxctl.NewCommand()
 	if filepath.Base(os.Args[0]) == "kubectl-fornax" {

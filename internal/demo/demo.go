@@ -24,11 +24,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
 	"github.com/fornax-edge/fornax/examples"
@@ -75,6 +73,10 @@ type Options struct {
 	BinDir string
 	// Out receives progress and the final table.
 	Out io.Writer
+	// Network is NetworkAuto (default), NetworkOn or NetworkOff: whether the
+	// clusters run in network namespaces of their own on a bridge, with
+	// gateways, a sample VPC and pods pinging across it (root only).
+	Network string
 }
 
 // Up replaces any previous demo in Dir with a fresh tree, installs Fornax's
@@ -92,6 +94,19 @@ func Up(ctx context.Context, o Options) error {
 		}
 	}
 	began := time.Now()
+	withNet, err := networkWanted(o)
+	if err != nil {
+		return err
+	}
+	var nw *network
+	if withNet {
+		prefix := NetPrefix(dir)
+		fmt.Fprintf(o.Out, "Building the demo's network: a bridge %s-wan and a network namespace per cluster (%s-<cluster>)\n", prefix, prefix)
+		if nw, err = buildNetwork(prefix); err != nil {
+			_ = Down(context.WithoutCancel(ctx), o)
+			return err
+		}
+	}
 	fmt.Fprintf(o.Out, "Starting %d clusters in parallel in %s\n", len(Topology), dir)
 	log := slog.New(progressHandler{out: o.Out})
 	opts := make([]localcluster.Options, len(Topology))
@@ -105,23 +120,40 @@ func Up(ctx context.Context, o Options) error {
 			Detached:   true,
 			Logger:     log,
 		}
+		if nw != nil {
+			site := nw.sites[s.Name]
+			opts[i].Host, opts[i].NetNS = site.IP.String(), site.NetNSPath()
+		}
 	}
 	clusters, err := localcluster.StartAll(ctx, opts...)
 	if err != nil {
 		_ = Down(context.WithoutCancel(ctx), o)
 		return fmt.Errorf("starting the demo clusters (logs under %s/<cluster>/logs): %w", dir, err)
 	}
-	if err := joinTree(ctx, o, clusters); err != nil {
+	if err := joinTree(ctx, o, clusters, nw); err != nil {
 		return err
 	}
 	root := clusters[0]
 	fmt.Fprintf(o.Out, "Applying the sample missions at the root (kubectl apply -f examples/missions/)\n")
-	if err := applyExamples(ctx, root); err != nil {
+	missions, err := fs.Sub(examples.Missions, "missions")
+	if err != nil {
+		return err
+	}
+	if err := applyManifests(ctx, root, missions, "examples/missions"); err != nil {
 		return err
 	}
 	fmt.Fprintf(o.Out, "Waiting for them to be Ready in every cluster they select\n")
 	if err := waitMissionsReady(ctx, root); err != nil {
 		return err
+	}
+	byName := map[string]*localcluster.Cluster{}
+	for _, c := range clusters {
+		byName[c.Name] = c
+	}
+	if nw != nil {
+		if err := nw.connect(ctx, o, dir, byName); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(o.Out, "Demo ready in %s\n\n", time.Since(began).Round(100*time.Millisecond))
 	if err := PrintClusters(ctx, o.Out, clusters); err != nil {
@@ -133,20 +165,27 @@ func Up(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	for _, step := range []struct {
-		title string
-		cmd   []string
-	}{
-		{"fornaxctl get clusters --tree", []string{fornaxctl, "get", "clusters", "--tree", "--kubeconfig", root.Kubeconfig}},
-		{"kubectl get edgeclusters", []string{kubectl, "--kubeconfig", root.Kubeconfig, "get", "edgeclusters"}},
-		{"kubectl get missions -A", []string{kubectl, "--kubeconfig", root.Kubeconfig, "get", "missions", "-A"}},
-		{"fornaxctl mission status shop -N shop", []string{fornaxctl, "mission", "status", "shop", "-N", "shop", "--kubeconfig", root.Kubeconfig}},
-	} {
-		out, err := exec.CommandContext(ctx, step.cmd[0], step.cmd[1:]...).CombinedOutput()
+	type step struct {
+		where, title string
+		cmd          []string
+	}
+	steps := []step{
+		{"the root", "fornaxctl get clusters --tree", []string{fornaxctl, "get", "clusters", "--tree", "--kubeconfig", root.Kubeconfig}},
+		{"the root", "kubectl get edgeclusters", []string{kubectl, "--kubeconfig", root.Kubeconfig, "get", "edgeclusters"}},
+		{"the root", "kubectl get missions -A", []string{kubectl, "--kubeconfig", root.Kubeconfig, "get", "missions", "-A"}},
+		{"the root", "fornaxctl mission status shop -N shop", []string{fornaxctl, "mission", "status", "shop", "-N", "shop", "--kubeconfig", root.Kubeconfig}},
+	}
+	if nw != nil {
+		steps = append(steps,
+			step{"the root", "kubectl get vpcs,subnets", []string{kubectl, "--kubeconfig", root.Kubeconfig, "get", "vpcs,subnets"}},
+			step{"dublin", "kubectl get gateways", []string{kubectl, "--kubeconfig", byName["dublin"].Kubeconfig, "get", "gateways"}})
+	}
+	for _, s := range steps {
+		out, err := exec.CommandContext(ctx, s.cmd[0], s.cmd[1:]...).CombinedOutput()
 		if err != nil {
-			return fmt.Errorf("%s at the root: %w: %s", step.title, err, out)
+			return fmt.Errorf("%s at %s: %w: %s", s.title, s.where, err, out)
 		}
-		fmt.Fprintf(o.Out, "\nAt the root, %s:\n%s", step.title, out)
+		fmt.Fprintf(o.Out, "\nAt %s, %s:\n%s", s.where, s.title, out)
 	}
 	fmt.Fprintf(o.Out, `
 The root's kubeconfig: %s
@@ -156,33 +195,31 @@ Explore:
   %s get missions -A
   %s get clusters --tree
   %s --kubeconfig %s -n shop get pods    # in factory-7, two levels below the root
-Stop everything with: make demo-down
-`, root.Kubeconfig, root.Kubeconfig, kubectl, kubectl, fornaxctl, kubectl, clusters[len(clusters)-1].Kubeconfig)
+`, root.Kubeconfig, root.Kubeconfig, kubectl, kubectl, fornaxctl, kubectl, byName["factory-7"].Kubeconfig)
+	if nw != nil {
+		fmt.Fprintf(o.Out, `  %s get vpcs,subnets
+  ip netns exec %s ping -c 3 %s    # dublin's probe pod to factory-7's, through the gateways
+`, kubectl, nw.podNS("dublin"), nw.addrs["factory-7"])
+	}
+	fmt.Fprintf(o.Out, "Stop everything with: make demo-down\n")
 	return nil
 }
 
-// applyExamples applies examples/missions at the root with server-side
-// apply, as 'kubectl apply --server-side -f examples/missions/' does.
-func applyExamples(ctx context.Context, root *localcluster.Cluster) error {
+// applyManifests applies the manifests of fsys (the files of the examples
+// directory named by what) at the root with server-side apply, as 'kubectl
+// apply --server-side -f examples/...' does.
+func applyManifests(ctx context.Context, root *localcluster.Cluster, fsys fs.FS, what string) error {
 	c, err := client.New(root.RESTConfig(), client.Options{})
 	if err != nil {
 		return err
 	}
-	entries, err := fs.ReadDir(examples.Missions, "missions")
+	objs, err := install.Manifests(fsys)
 	if err != nil {
-		return err
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	for _, e := range entries {
-		raw, err := fs.ReadFile(examples.Missions, "missions/"+e.Name())
-		if err != nil {
-			return err
-		}
-		u := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal(raw, &u.Object); err != nil {
-			return fmt.Errorf("examples/missions/%s: %w", e.Name(), err)
-		}
+	for _, u := range objs {
 		if err := c.Patch(ctx, u, client.Apply, client.FieldOwner("fornax-demo"), client.ForceOwnership); err != nil { //nolint:staticcheck // client.Apply with unstructured needs no apply configurations
-			return fmt.Errorf("applying examples/missions/%s at the root: %w", e.Name(), err)
+			return fmt.Errorf("applying %s %s of %s at the root: %w", u.GetKind(), u.GetName(), what, err)
 		}
 	}
 	return nil
@@ -227,12 +264,12 @@ func binDir(o Options) (string, error) {
 // joinTree joins the clusters into the tree of Topology, with the same
 // steps as 'fornaxctl init', 'token create', 'join' and fornaxd: a parent is
 // initialised and serves its children before they join it.
-func joinTree(ctx context.Context, o Options, clusters []*localcluster.Cluster) error {
+func joinTree(ctx context.Context, o Options, clusters []*localcluster.Cluster, nw *network) error {
 	dir, err := binDir(o)
 	if err != nil {
 		return err
 	}
-	fornaxd, err := fornaxdPath(dir)
+	fornaxd, err := findBinary("fornaxd", dir)
 	if err != nil {
 		return err
 	}
@@ -251,9 +288,19 @@ func joinTree(ctx context.Context, o Options, clusters []*localcluster.Cluster) 
 	}
 	endpoints, caHashes := map[string]string{}, map[string]string{}
 	quiet := []string{"--metrics-bind-address", "0", "--health-bind-address", "0", "--report-interval", "1s"}
+	// serves picks where a parent's hub (port) or the root's admission
+	// webhook listens: in the cluster's own namespace with the network, a
+	// free port of this host otherwise.
+	serves := func(cluster, port string) (string, error) {
+		if nw != nil {
+			return net.JoinHostPort(nw.sites[cluster].IP.String(), port), nil
+		}
+		return freeAddr()
+	}
 	for _, s := range Topology {
 		c := byName[s.Name]
 		args := append([]string{"--kubeconfig", c.Kubeconfig}, quiet...)
+		args = append(args, nw.gatewayArgs(s.Name)...)
 		if s.Parent != "" {
 			parent := byName[s.Parent]
 			token, _, err := bootstrap.Create(ctx, parent.Client(), install.Namespace, time.Hour, 1, "demo: "+s.Name)
@@ -278,7 +325,7 @@ func joinTree(ctx context.Context, o Options, clusters []*localcluster.Cluster) 
 			}
 		}
 		if isParent[s.Name] {
-			endpoint, err := freeAddr()
+			endpoint, err := serves(s.Name, "7443")
 			if err != nil {
 				return err
 			}
@@ -293,7 +340,13 @@ func joinTree(ctx context.Context, o Options, clusters []*localcluster.Cluster) 
 			endpoints[s.Name], caHashes[s.Name] = endpoint, certs.Hash(ca.Cert)
 			args = append(args, "--listen", endpoint)
 			if s.Parent == "" {
-				args = append(args, "--cluster-name", s.Name)
+				// The root's hub also serves the admission webhook of the
+				// network kinds (VPCs and subnets that overlap are refused).
+				webhook, err := serves(s.Name, "9443")
+				if err != nil {
+					return err
+				}
+				args = append(args, "--cluster-name", s.Name, "--webhook-listen", webhook, "--webhook-url", "https://"+webhook)
 			}
 		}
 		if _, err := c.Run("fornaxd", fornaxd, args...); err != nil {
@@ -337,20 +390,20 @@ func edgeClient(c *localcluster.Cluster) (client.Client, error) {
 	return client.New(c.RESTConfig(), client.Options{Scheme: scheme})
 }
 
-// fornaxdPath finds fornaxd next to the running program (fornaxctl), else in
-// the tools directory.
-func fornaxdPath(binDir string) (string, error) {
+// findBinary finds one of Fornax's programs (fornaxd, fornax-cni) next to
+// the running program (fornaxctl), else in the tools directory.
+func findBinary(name, binDir string) (string, error) {
 	var tried []string
 	if exe, err := os.Executable(); err == nil {
-		tried = append(tried, filepath.Join(filepath.Dir(exe), "fornaxd"))
+		tried = append(tried, filepath.Join(filepath.Dir(exe), name))
 	}
-	tried = append(tried, filepath.Join(binDir, "fornaxd"))
+	tried = append(tried, filepath.Join(binDir, name))
 	for _, p := range tried {
 		if _, err := os.Stat(p); err == nil {
 			return p, nil
 		}
 	}
-	return "", fmt.Errorf("fornaxd not found (looked at %s): run 'make build' (make demo does)", strings.Join(tried, ", "))
+	return "", fmt.Errorf("%s not found (looked at %s): run 'make build' (make demo does)", name, strings.Join(tried, ", "))
 }
 
 func waitListening(ctx context.Context, addr string) error {
@@ -396,10 +449,14 @@ func Down(ctx context.Context, o Options) error {
 	if err := localcluster.KillProcesses(ctx, dir); err != nil {
 		return fmt.Errorf("stopping the demo: %w", err)
 	}
+	namespaces, err := removeNetwork(dir)
+	if err != nil {
+		return err
+	}
 	if err := os.RemoveAll(dir); err != nil {
 		return fmt.Errorf("removing %s: %w", dir, err)
 	}
-	fmt.Fprintf(o.Out, "Demo stopped (%d processes) and %s removed\n", len(procs), dir)
+	fmt.Fprintf(o.Out, "Demo stopped (%d processes), %d network namespaces and %s removed\n", len(procs), namespaces, dir)
 	return nil
 }
 

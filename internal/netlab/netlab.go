@@ -501,3 +501,64 @@ func WithNetlink(path string, f func(h *netlink.Handle) error) error {
 	defer h.Close()
 	return f(h)
 }
+
+// Remove deletes every named network namespace and every link of the host's
+// namespace whose name starts with prefix and a dash: what a WAN made with
+// New(prefix) left behind once its owner is gone (the demo's, after its
+// processes are stopped), with whatever else was named under the prefix
+// (gateway router and pod namespaces). It returns how many namespaces it
+// removed.
+func Remove(prefix string) (int, error) {
+	if prefix == "" {
+		return 0, errors.New("netlab: removing with an empty prefix would take every namespace")
+	}
+	entries, err := os.ReadDir("/var/run/netns")
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return 0, fmt.Errorf("netlab: listing network namespaces: %w", err)
+	}
+	var errs []error
+	n := 0
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), prefix+"-") {
+			continue
+		}
+		if err := netns.DeleteNamed(e.Name()); err != nil {
+			errs = append(errs, fmt.Errorf("netlab: removing network namespace %s: %w", e.Name(), err))
+			continue
+		}
+		n++
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		return n, errors.Join(append(errs, fmt.Errorf("netlab: listing links: %w", err))...)
+	}
+	for _, l := range links {
+		if strings.HasPrefix(l.Attrs().Name, prefix+"-") {
+			if err := netlink.LinkDel(l); err != nil && !errors.Is(err, syscall.ENODEV) {
+				errs = append(errs, fmt.Errorf("netlab: removing link %s: %w", l.Attrs().Name, err))
+			}
+		}
+	}
+	return n, errors.Join(errs...)
+}
+
+// Leftovers lists the named network namespaces and host links that Remove
+// would delete.
+func Leftovers(prefix string) []string {
+	var left []string
+	if entries, err := os.ReadDir("/var/run/netns"); err == nil {
+		for _, e := range entries {
+			if strings.HasPrefix(e.Name(), prefix+"-") {
+				left = append(left, "netns "+e.Name())
+			}
+		}
+	}
+	if links, err := netlink.LinkList(); err == nil {
+		for _, l := range links {
+			if strings.HasPrefix(l.Attrs().Name, prefix+"-") {
+				left = append(left, "link "+l.Attrs().Name)
+			}
+		}
+	}
+	return left
+}

@@ -221,3 +221,47 @@ func TestCuttingAMiddleKeepsItsLAN(t *testing.T) {
 		t.Fatalf("leaf → mid on its LAN while mid's uplink is cut: %v", err)
 	}
 }
+
+func TestRemoveTakesWhatAnOwnerLeftAndNothingElse(t *testing.T) {
+	if err := Check(); err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	w, err := New("fxrm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "b"} {
+		if _, err := w.AddSite(name); err != nil {
+			_ = w.Close()
+			t.Fatal(err)
+		}
+	}
+	// What a gateway and a pod would add under the same prefix, and a
+	// namespace whose name only starts like it.
+	for _, name := range []string{"fxrm-gwa-vpc-1", "fxrm-pod-x", "fxrmx-keep"} {
+		h, err := NewNamedNS(name)
+		if err != nil {
+			_ = w.Close()
+			t.Fatal(err)
+		}
+		_ = h.Close()
+	}
+	t.Cleanup(func() { _, _ = Remove("fxrmx") })
+	// The owner is gone: nothing calls w.Close.
+	n, err := Remove("fxrm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 4 {
+		t.Errorf("Remove removed %d namespaces, want 4 (two sites, a router, a pod)", n)
+	}
+	if left := Leftovers("fxrm"); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
+	}
+	if _, err := os.Stat("/var/run/netns/fxrmx-keep"); err != nil {
+		t.Errorf("Remove(fxrm) took fxrmx-keep: %v", err)
+	}
+	if _, err := Remove(""); err == nil {
+		t.Error("Remove with an empty prefix did not refuse")
+	}
+}

@@ -4,6 +4,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,15 +13,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fornax-edge/fornax/internal/demo"
 	"github.com/fornax-edge/fornax/internal/localcluster"
+	"github.com/fornax-edge/fornax/internal/netlab"
 )
 
-// TestDemoUpDown runs `fornaxctl demo up` twice (it must replace the first
-// tree) and `demo down`, checking what the user is shown and that nothing is
-// left running.
+// TestDemoUpDown runs `fornaxctl demo up` twice (the second must replace the
+// first tree), first without the network part and then as `make demo` does
+// (with it when run as root, as CI is), and `demo down`, checking what the
+// user is shown and that nothing is left running or in the kernel.
 func TestDemoUpDown(t *testing.T) {
 	ctl := fornaxctlBin
 	dir := filepath.Join(t.TempDir(), "demo")
+	withNet := netlab.Check() == nil
 	run := func(args ...string) string {
 		t.Helper()
 		cmd := exec.CommandContext(t.Context(), ctl, append(args, "--dir", dir)...)
@@ -36,10 +41,13 @@ func TestDemoUpDown(t *testing.T) {
 	// check cannot see them: kill by directory whatever a failure leaves.
 	t.Cleanup(func() {
 		_ = localcluster.KillProcesses(context.Background(), dir)
+		if withNet {
+			_, _ = netlab.Remove(demo.NetPrefix(dir))
+		}
 	})
 
-	for i := range 2 {
-		out := run("demo", "up")
+	for i, args := range [][]string{{"demo", "up", "--network", "off"}, {"demo", "up"}} {
+		out := run(args...)
 		for _, want := range []*regexp.Regexp{
 			regexp.MustCompile(`(?m)^root\s+k8s\s+v1\.\d+\.\d+\s+1/1\s+\S+/root/kubeconfig$`),
 			regexp.MustCompile(`(?m)^eu\s+k8s\s+v1\.\d+\.\d+\s+1/1\s`),
@@ -64,6 +72,7 @@ func TestDemoUpDown(t *testing.T) {
 		if i == 1 && !strings.Contains(out, "Removing the previous demo") {
 			t.Errorf("second demo up did not say it replaced the first")
 		}
+		checkDemoNetwork(t, out, i == 1 && withNet)
 	}
 	procs, err := localcluster.FindProcesses(dir, 0)
 	if err != nil {
@@ -76,13 +85,64 @@ func TestDemoUpDown(t *testing.T) {
 	}
 
 	out := run("demo", "down")
-	if !strings.Contains(out, "Demo stopped (30 processes)") {
-		t.Errorf("demo down said %q", out)
+	// Each cluster's site, a router per gateway (one VPC), a pod per gateway.
+	namespaces := 0
+	if withNet {
+		namespaces = 5 + 3 + 3
+	}
+	if want := fmt.Sprintf("Demo stopped (30 processes), %d network namespaces and ", namespaces); !strings.Contains(out, want) {
+		t.Errorf("demo down said %q, want %q", out, want)
+	}
+	if withNet {
+		if left := netlab.Leftovers(demo.NetPrefix(dir)); len(left) > 0 {
+			t.Errorf("demo down left in the kernel: %v", left)
+		}
 	}
 	if left, _ := localcluster.FindProcesses(dir, 0); len(left) > 0 {
 		t.Errorf("%d processes left after demo down", len(left))
 	}
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("demo down left %s behind (%v)", dir, err)
+	}
+}
+
+// checkDemoNetwork checks the network part of a demo's output: present (the
+// VPC across three clusters and six pings that got replies, the gateways as
+// a cluster sees them, the command to ping by hand) or said to be left out.
+func checkDemoNetwork(t *testing.T, out string, want bool) {
+	t.Helper()
+	if !want {
+		if strings.Contains(out, "Pinging between the pods") {
+			t.Errorf("the network part ran, but it was not wanted (--network off, or not root)")
+		}
+		if netlab.Check() != nil && !strings.Contains(out, "Leaving the network part out") {
+			t.Errorf("without root the demo did not say it left the network part out")
+		}
+		return
+	}
+	pings := regexp.MustCompile(`(?m)^(\S+)/probe\s+(\S+)/probe\s+10\.77\.\d+\.\d+\s+\d[\d.]*[µm]?s$`).FindAllStringSubmatch(out, -1)
+	pairs := map[string]bool{}
+	for _, m := range pings {
+		pairs[m[1]+">"+m[2]] = m[1] != m[2]
+	}
+	for _, from := range demo.NetworkClusters {
+		for _, to := range demo.NetworkClusters {
+			if from != to && !pairs[from+">"+to] {
+				t.Errorf("no ping reply from %s's pod to %s's in the output", from, to)
+			}
+		}
+	}
+	for _, re := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^vpc\.network\.fornax\.io/telemetry\s+10\.77\.0\.0/16\s+\d+\s+acme\s+\["dublin","factory-7","us"\]`),
+		regexp.MustCompile(`(?m)^subnet\.network\.fornax\.io/telemetry-factory-7\s+telemetry\s+10\.77\.2\.0/24\s+factory-7\s+True\s`),
+		// dublin's own gateway, Ready, and those of the other two sites.
+		regexp.MustCompile(`(?m)^dublin\s+10\.\d+\.\d+\.\d+\s+\["telemetry"\]\s+True\s`),
+		regexp.MustCompile(`(?m)^factory-7\s+10\.\d+\.\d+\.\d+\s+\["telemetry"\]\s`),
+		regexp.MustCompile(`(?m)^us\s+10\.\d+\.\d+\.\d+\s+\["telemetry"\]\s`),
+		regexp.MustCompile(`ip netns exec fxdm[0-9a-f]{4}-pod-dublin ping -c 3 10\.77\.2\.\d+ `),
+	} {
+		if !re.MatchString(out) {
+			t.Errorf("network output lacks %s", re)
+		}
 	}
 }

@@ -35,7 +35,9 @@ func TestMain(m *testing.M) {
 // binDir holds the binaries built for the tests.
 var binDir string
 
-// buildBinaries builds fornaxctl and fornaxd from this checkout.
+// buildBinaries builds fornaxctl, fornaxd and fornax-cni from this checkout,
+// side by side as make build puts them (the demo finds fornaxd and fornax-cni
+// next to fornaxctl; the network tests run fornax-cni from binDir).
 func buildBinaries() error {
 	// controller-runtime's client logs warnings (deprecations, throttling).
 	ctrllog.SetLogger(logr.FromSlogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
@@ -47,7 +49,7 @@ func buildBinaries() error {
 	for _, b := range []struct {
 		path *string
 		pkg  string
-	}{{&fornaxctlBin, "fornaxctl"}, {&fornaxdBin, "fornaxd"}} {
+	}{{&fornaxctlBin, "fornaxctl"}, {&fornaxdBin, "fornaxd"}, {new(string), "fornax-cni"}} {
 		*b.path = filepath.Join(dir, b.pkg)
 		// Built as the image builds them (Dockerfile): static, no symbol
 		// table, so the memory benchmarks measure what ships.

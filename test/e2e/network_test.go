@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -51,10 +50,9 @@ const (
 
 // netTest is the state of TestNetwork (and of BenchmarkNetwork).
 type netTest struct {
-	t      testing.TB
-	tr     *tree
-	base   string // every namespace this test makes starts with it
-	cniBin string
+	t    testing.TB
+	tr   *tree
+	base string // every namespace this test makes starts with it
 	// per cluster (a, b, c): its site, gateway prefix, CNI configuration and
 	// runtime, and a client of its API for pods and the network kinds.
 	sites    map[string]*netlab.Site
@@ -125,11 +123,6 @@ func newNetTest(t testing.TB, parents map[string]string) *netTest {
 	middle := map[string]bool{}
 	for _, p := range parents {
 		middle[p] = p != "root"
-	}
-	binDir := t.TempDir()
-	nt.cniBin = filepath.Join(binDir, "fornax-cni")
-	if out, err := exec.CommandContext(t.Context(), "go", "build", "-o", nt.cniBin, "../../cmd/fornax-cni").CombinedOutput(); err != nil {
-		t.Fatalf("building fornax-cni: %v\n%s", err, out)
 	}
 	w, err := netlab.NewForProcess()
 	if err != nil {
