@@ -29,6 +29,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
+	networkv1alpha1 "github.com/fornax-edge/fornax/api/network/v1alpha1"
 	"github.com/fornax-edge/fornax/examples"
 	"github.com/fornax-edge/fornax/internal/bootstrap"
 	"github.com/fornax-edge/fornax/internal/certs"
@@ -178,7 +179,7 @@ func Up(ctx context.Context, o Options) error {
 	if nw != nil {
 		steps = append(steps,
 			step{"the root", "kubectl get vpcs,subnets", []string{kubectl, "--kubeconfig", root.Kubeconfig, "get", "vpcs,subnets"}},
-			step{"dublin", "kubectl get gateways", []string{kubectl, "--kubeconfig", byName["dublin"].Kubeconfig, "get", "gateways"}})
+			step{"the root", "kubectl get gateways", []string{kubectl, "--kubeconfig", root.Kubeconfig, "get", "gateways"}})
 	}
 	for _, s := range steps {
 		out, err := exec.CommandContext(ctx, s.cmd[0], s.cmd[1:]...).CombinedOutput()
@@ -384,8 +385,10 @@ func freeAddr() (string, error) {
 
 func edgeClient(c *localcluster.Cluster) (client.Client, error) {
 	scheme := runtime.NewScheme()
-	if err := edgev1alpha1.AddToScheme(scheme); err != nil {
-		return nil, err
+	for _, add := range []func(*runtime.Scheme) error{edgev1alpha1.AddToScheme, networkv1alpha1.AddToScheme} {
+		if err := add(scheme); err != nil {
+			return nil, err
+		}
 	}
 	return client.New(c.RESTConfig(), client.Options{Scheme: scheme})
 }

@@ -22,8 +22,10 @@ import (
 	"golang.org/x/net/ipv4"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	networkv1alpha1 "github.com/fornax-edge/fornax/api/network/v1alpha1"
 	"github.com/fornax-edge/fornax/examples"
@@ -185,7 +187,41 @@ func (n *network) connect(ctx context.Context, o Options, dir string, byName map
 			fmt.Fprintf(tw, "%s/%s\t%s/%s\t%s\t%s\n", from.cluster, probePod, to.cluster, probePod, to.addr, rtt.Round(time.Microsecond))
 		}
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return waitNetworkReady(ctx, root)
+}
+
+// waitNetworkReady waits until the root shows the gateway of each of
+// NetworkClusters and each subnet of the sample VPC Ready.
+func waitNetworkReady(ctx context.Context, root *localcluster.Cluster) error {
+	c, err := edgeClient(root)
+	if err != nil {
+		return err
+	}
+	var pending []string
+	ready := func(ctx context.Context, o client.Object, conds *[]metav1.Condition) bool {
+		return c.Get(ctx, client.ObjectKeyFromObject(o), o) == nil && meta.IsStatusConditionTrue(*conds, networkv1alpha1.ConditionReady)
+	}
+	err = wait.PollUntilContextTimeout(ctx, 200*time.Millisecond, time.Minute, true, func(ctx context.Context) (bool, error) {
+		pending = pending[:0]
+		for _, name := range NetworkClusters {
+			gw := &networkv1alpha1.Gateway{ObjectMeta: metav1.ObjectMeta{Name: name}}
+			if !ready(ctx, gw, &gw.Status.Conditions) {
+				pending = append(pending, "gateway "+name)
+			}
+			sn := &networkv1alpha1.Subnet{ObjectMeta: metav1.ObjectMeta{Name: "telemetry-" + name}}
+			if !ready(ctx, sn, &sn.Status.Conditions) {
+				pending = append(pending, "subnet "+sn.Name)
+			}
+		}
+		return len(pending) == 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("waiting for the root to show the network Ready (not yet: %s): %w", strings.Join(pending, ", "), err)
+	}
+	return nil
 }
 
 // addProbe creates the probe pod in the cluster, its network namespace, and

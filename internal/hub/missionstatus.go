@@ -207,7 +207,9 @@ func (h *Hub) finishDeletion(ctx context.Context, m *edgev1alpha1.Mission, clust
 		h.record(m, []kubeEvent{{corev1.EventTypeNormal, "WaitingForClusters", msg}})
 		meta.SetStatusCondition(&m.Status.Conditions, cond)
 		if err := h.client.Status().Update(ctx, m); err != nil && !apierrors.IsNotFound(err) {
-			return reconcile.Result{}, fmt.Errorf("updating status of mission %s/%s: %w", m.Namespace, m.Name, err)
+			// Another writer (the agent's status at a middle cluster) got
+			// there first: read again shortly, without an error in the log.
+			return requeueOnConflict(fmt.Errorf("updating status of mission %s/%s: %w", m.Namespace, m.Name, err))
 		}
 		statusWrites.Inc()
 	}
@@ -384,7 +386,7 @@ func (h *Hub) reconcileMission(ctx context.Context, req reconcile.Request) (reco
 	before := m.Status.Conditions
 	m.Status = desired
 	if err := h.client.Status().Update(ctx, m); err != nil {
-		return reconcile.Result{}, fmt.Errorf("updating status of mission %s: %w", req.NamespacedName, err)
+		return requeueOnConflict(fmt.Errorf("updating status of mission %s: %w", req.NamespacedName, err))
 	}
 	statusWrites.Inc()
 	h.record(m, conditionEvents(before, desired.Conditions, edgev1alpha1.MissionReady))

@@ -36,7 +36,7 @@ import (
 // Check returns an error saying why a WAN cannot be built here, or nil.
 func Check() error {
 	if os.Geteuid() != 0 {
-		return errors.New("building network namespaces, veths and bridges needs root (CI runs as root)")
+		return errors.New("building network namespaces, veths and bridges needs root (CAP_NET_ADMIN and CAP_SYS_ADMIN)")
 	}
 	if _, err := os.Stat("/proc/self/ns/net"); err != nil {
 		return fmt.Errorf("this kernel has no network namespaces: %w", err)
