@@ -12,10 +12,13 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -31,10 +34,7 @@ import (
 	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
 	networkv1alpha1 "github.com/fornax-edge/fornax/api/network/v1alpha1"
 	"github.com/fornax-edge/fornax/examples"
-	"github.com/fornax-edge/fornax/internal/bootstrap"
-	"github.com/fornax-edge/fornax/internal/certs"
 	"github.com/fornax-edge/fornax/internal/install"
-	"github.com/fornax-edge/fornax/internal/join"
 	"github.com/fornax-edge/fornax/internal/localcluster"
 )
 
@@ -262,15 +262,25 @@ func binDir(o Options) (string, error) {
 	return localcluster.FindBinDir()
 }
 
-// joinTree joins the clusters into the tree of Topology, with the same
-// steps as 'fornaxctl init', 'token create', 'join' and fornaxd: a parent is
-// initialised and serves its children before they join it.
+// joinTree joins the clusters into the tree of Topology with the commands
+// docs/link.md gives an operator, run for real and printed as they run:
+// 'fornaxctl init' and fornaxd --listen at each parent, 'fornaxctl token
+// create' there for each child, 'fornaxctl join' and fornaxd in the child. A
+// parent serves before its children join it.
 func joinTree(ctx context.Context, o Options, clusters []*localcluster.Cluster, nw *network) error {
 	dir, err := binDir(o)
 	if err != nil {
 		return err
 	}
 	fornaxd, err := findBinary("fornaxd", dir)
+	if err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	demoDir, err := filepath.Abs(o.Dir)
 	if err != nil {
 		return err
 	}
@@ -287,7 +297,20 @@ func joinTree(ctx context.Context, o Options, clusters []*localcluster.Cluster, 
 	if err != nil {
 		return err
 	}
-	endpoints, caHashes := map[string]string{}, map[string]string{}
+	// fornaxctl runs this very program with args, as a user would, after
+	// printing the command (paths relative to the demo's directory, the
+	// token's secret and the CA hash shortened).
+	fornaxctl := func(at string, args ...string) (string, error) {
+		fmt.Fprintf(o.Out, "  %-12s$ fornaxctl %s\n", at, showCommand(demoDir, args))
+		cmd := exec.CommandContext(ctx, self, args...)
+		var stderr strings.Builder
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return "", fmt.Errorf("fornaxctl %s at %s: %w: %s", args[0], at, err, strings.TrimSpace(stderr.String()))
+		}
+		return string(out), nil
+	}
 	quiet := []string{"--metrics-bind-address", "0", "--health-bind-address", "0", "--report-interval", "1s"}
 	// serves picks where a parent's hub (port) or the root's admission
 	// webhook listens: in the cluster's own namespace with the network, a
@@ -298,30 +321,30 @@ func joinTree(ctx context.Context, o Options, clusters []*localcluster.Cluster, 
 		}
 		return freeAddr()
 	}
+	endpoints := map[string]string{}
 	for _, s := range Topology {
 		c := byName[s.Name]
 		args := append([]string{"--kubeconfig", c.Kubeconfig}, quiet...)
 		args = append(args, nw.gatewayArgs(s.Name)...)
 		if s.Parent != "" {
 			parent := byName[s.Parent]
-			token, _, err := bootstrap.Create(ctx, parent.Client(), install.Namespace, time.Hour, 1, "demo: "+s.Name)
+			out, err := fornaxctl(s.Parent, "token", "create", "--kubeconfig", parent.Kubeconfig, "--ttl", "1h", "--description", "demo: "+s.Name)
 			if err != nil {
 				return err
 			}
-			uid, err := join.ClusterUID(ctx, c.Client())
-			if err != nil {
-				return err
+			m := joinLine.FindStringSubmatch(out)
+			if m == nil {
+				return fmt.Errorf("fornaxctl token create at %s printed no join command: %q", s.Parent, out)
 			}
-			fmt.Fprintf(o.Out, "  %-12sjoining %s (fornaxctl join --name %s)\n", s.Name, s.Parent, s.Name)
-			creds, err := join.Join(ctx, join.Request{Parent: endpoints[s.Parent], Token: token, CAHash: caHashes[s.Parent], Name: s.Name,
-				Labels: s.Labels}, uid)
-			if err != nil {
-				return fmt.Errorf("joining %s to %s: %w", s.Name, s.Parent, err)
+			joinArgs := []string{"join", "--kubeconfig", c.Kubeconfig, "--parent", m[1], "--token", m[2], "--ca-hash", m[3], "--name", s.Name}
+			if len(s.Labels) > 0 {
+				var kv []string
+				for _, k := range slices.Sorted(maps.Keys(s.Labels)) {
+					kv = append(kv, k+"="+s.Labels[k])
+				}
+				joinArgs = append(joinArgs, "--labels", strings.Join(kv, ","))
 			}
-			if err := join.Save(ctx, c.Client(), install.Namespace, creds); err != nil {
-				return err
-			}
-			if err := install.API(ctx, c.RESTConfig()); err != nil {
+			if _, err := fornaxctl(s.Name, joinArgs...); err != nil {
 				return err
 			}
 		}
@@ -330,15 +353,14 @@ func joinTree(ctx context.Context, o Options, clusters []*localcluster.Cluster, 
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(o.Out, "  %-12sinitialising as a parent (fornaxctl init) and serving children on %s\n", s.Name, endpoint)
-			if err := install.API(ctx, c.RESTConfig()); err != nil {
-				return fmt.Errorf("installing Fornax's API into %s: %w", s.Name, err)
+			initArgs := []string{"init", "--kubeconfig", c.Kubeconfig, "--endpoint", endpoint}
+			if s.Parent == "" {
+				initArgs = append(initArgs, "--cluster-name", s.Name)
 			}
-			ca, _, err := install.Hub(ctx, c.Client(), install.Namespace, s.Name, endpoint)
-			if err != nil {
+			if _, err := fornaxctl(s.Name, initArgs...); err != nil {
 				return err
 			}
-			endpoints[s.Name], caHashes[s.Name] = endpoint, certs.Hash(ca.Cert)
+			endpoints[s.Name] = endpoint
 			args = append(args, "--listen", endpoint)
 			if s.Parent == "" {
 				// The root's hub also serves the admission webhook of the
@@ -350,6 +372,7 @@ func joinTree(ctx context.Context, o Options, clusters []*localcluster.Cluster, 
 				args = append(args, "--cluster-name", s.Name, "--webhook-listen", webhook, "--webhook-url", "https://"+webhook)
 			}
 		}
+		fmt.Fprintf(o.Out, "  %-12s$ fornaxd %s &\n", s.Name, showCommand(demoDir, args))
 		if _, err := c.Run("fornaxd", fornaxd, args...); err != nil {
 			return err
 		}
@@ -372,6 +395,32 @@ func joinTree(ctx context.Context, o Options, clusters []*localcluster.Cluster, 
 		names = append(names, s.Name)
 	}
 	return waitCondition(ctx, rootCli, names, edgev1alpha1.EdgeClusterReady)
+}
+
+// joinLine is the join command 'fornaxctl token create' prints.
+var joinLine = regexp.MustCompile(`fornaxctl join --parent (\S+) --token (\S+) --ca-hash (\S+) --name <CLUSTER-NAME>`)
+
+// showCommand prints a command's arguments for the demo's progress: paths
+// under the demo's directory relative to it, a token's secret and the CA
+// hash shortened (the demo's output is not where secrets go).
+func showCommand(demoDir string, args []string) string {
+	out := make([]string, 0, len(args))
+	for i, a := range args {
+		switch {
+		case i > 0 && args[i-1] == "--token":
+			if id, _, ok := strings.Cut(a, "."); ok {
+				a = id + ".…"
+			}
+		case i > 0 && args[i-1] == "--ca-hash" && len(a) > len("sha256:")+8:
+			a = a[:len("sha256:")+8] + "…"
+		}
+		a = strings.TrimPrefix(a, demoDir+string(filepath.Separator))
+		if strings.ContainsAny(a, " \t") {
+			a = "'" + a + "'"
+		}
+		out = append(out, a)
+	}
+	return strings.Join(out, " ")
 }
 
 func freeAddr() (string, error) {

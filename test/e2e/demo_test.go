@@ -64,6 +64,12 @@ func TestDemoUpDown(t *testing.T) {
 			regexp.MustCompile(`(?m)^shop\s+shop\s+3\s+3\s+0\s+0\s`),
 			regexp.MustCompile(`(?m)^shop\s+telemetry\s+4\s+4\s+0\s+0\s`),
 			regexp.MustCompile(`export KUBECONFIG=\S+/root/kubeconfig`),
+			// the tree joined with the commands of docs/link.md, shown as run
+			regexp.MustCompile(`(?m)^  eu\s+\$ fornaxctl token create --kubeconfig eu/kubeconfig --ttl 1h --description 'demo: factory-7'$`),
+			regexp.MustCompile(`(?m)^  factory-7\s+\$ fornaxctl join --kubeconfig factory-7/kubeconfig --parent [0-9.]+:[0-9]+ --token [a-z0-9]{6}\.… ` +
+				`--ca-hash sha256:[0-9a-f]{8}… --name factory-7 --labels topology\.fornax\.io/org=manufacturing,topology\.fornax\.io/site=factory-7$`),
+			regexp.MustCompile(`(?m)^  eu\s+\$ fornaxctl init --kubeconfig eu/kubeconfig --endpoint [0-9.]+:[0-9]+$`),
+			regexp.MustCompile(`(?m)^  dublin\s+\$ fornaxd --kubeconfig dublin/kubeconfig .* &$`),
 		} {
 			if !want.MatchString(out) {
 				t.Errorf("run %d: output lacks %s", i+1, want)
