@@ -126,7 +126,9 @@ type Hub struct {
 	ca      *certs.CA
 	changed chan struct{} // signals that dirty holds names
 	dirtyMu sync.Mutex
-	dirty   map[string]struct{} // clusters whose view changed
+	// dirty holds the clusters whose view changed; true marks a change of
+	// connectivity (a link up or down), reconciled before the others.
+	dirty map[string]bool
 	// missionsChanged asks for every mission to be delivered and its status
 	// derived again (a report, a link up or down, a cluster relabelled).
 	missionsChanged chan struct{}
@@ -205,7 +207,7 @@ func New(ctx context.Context, opts Options, kube kubernetes.Interface, c client.
 	}
 	return &Hub{
 		opts: opts, kube: kube, client: c, log: opts.Logger.With("role", "hub"),
-		started: time.Now(), ca: ca, changed: make(chan struct{}, 1), dirty: map[string]struct{}{}, missionsChanged: make(chan struct{}, 1),
+		started: time.Now(), ca: ca, changed: make(chan struct{}, 1), dirty: map[string]bool{}, missionsChanged: make(chan struct{}, 1),
 		syncNeeded: make(chan struct{}, 1), networkChanged: make(chan struct{}, 1), gatewaysChanged: make(chan struct{}, 1), gwDirty: map[string]struct{}{},
 		children: map[string]*child{}, delivered: map[string]string{}, childLabels: map[string]map[string]string{}, placed: map[string]string{},
 		vnis: map[string]int32{},
@@ -304,11 +306,19 @@ func (h *Hub) GRPCServer(clientCAs *x509.CertPool) *grpc.Server {
 }
 
 // notify asks the reconcilers to look at clusters, and the missions, again.
-func (h *Hub) notify(names ...string) {
+func (h *Hub) notify(names ...string) { h.notifyPriority(false, names) }
+
+// notifyLink is notify for a link that went up or down: those clusters'
+// statuses go ahead of the ones queued for reports (after a mission to every
+// cluster, thousands of summaries are written; a disconnect must not wait
+// behind them).
+func (h *Hub) notifyLink(names ...string) { h.notifyPriority(true, names) }
+
+func (h *Hub) notifyPriority(link bool, names []string) {
 	h.notifyMissions()
 	h.dirtyMu.Lock()
 	for _, n := range names {
-		h.dirty[n] = struct{}{}
+		h.dirty[n] = h.dirty[n] || link
 	}
 	h.dirtyMu.Unlock()
 	select {
@@ -320,16 +330,20 @@ func (h *Hub) notify(names ...string) {
 	}
 }
 
-// takeDirty returns and forgets the clusters notified since the last call.
-func (h *Hub) takeDirty() []string {
+// takeDirty returns and forgets the clusters notified since the last call:
+// those whose link changed, and the others.
+func (h *Hub) takeDirty() (link, other []string) {
 	h.dirtyMu.Lock()
 	defer h.dirtyMu.Unlock()
-	out := make([]string, 0, len(h.dirty))
-	for n := range h.dirty {
-		out = append(out, n)
+	for n, l := range h.dirty {
+		if l {
+			link = append(link, n)
+		} else {
+			other = append(other, n)
+		}
 	}
 	clear(h.dirty)
-	return out
+	return link, other
 }
 
 // snapshot returns what the hub knows about a child, as a view for

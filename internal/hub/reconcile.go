@@ -11,9 +11,12 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/priorityqueue"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
@@ -22,17 +25,29 @@ import (
 	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
 )
 
+// PriorityLink is the work queue priority of a status reconcile for a link
+// that went up or down; reports and informer events have 0 (controller-runtime's
+// priority queue serves higher first).
+const PriorityLink = 10
+
 // SetupWithManager registers the EdgeCluster reconciler: it runs on every
-// EdgeCluster event and whenever the link layer reports a change.
+// EdgeCluster event and whenever the link layer reports a change, a link
+// going up or down ahead of everything else queued.
 func (h *Hub) SetupWithManager(mgr ctrl.Manager) error {
 	events := make(chan event.TypedGenericEvent[*edgev1alpha1.EdgeCluster], 1024)
+	linkEvents := make(chan event.TypedGenericEvent[*edgev1alpha1.EdgeCluster], 1024)
 	go func() {
-		for range h.changed {
-			for _, name := range h.takeDirty() {
+		send := func(to chan<- event.TypedGenericEvent[*edgev1alpha1.EdgeCluster], names []string) {
+			for _, name := range names {
 				ec := &edgev1alpha1.EdgeCluster{}
 				ec.Name = name
-				events <- event.TypedGenericEvent[*edgev1alpha1.EdgeCluster]{Object: ec}
+				to <- event.TypedGenericEvent[*edgev1alpha1.EdgeCluster]{Object: ec}
 			}
+		}
+		for range h.changed {
+			link, other := h.takeDirty()
+			send(linkEvents, link)
+			send(events, other)
 		}
 	}()
 	if err := h.setupMissions(mgr); err != nil {
@@ -62,9 +77,12 @@ func (h *Hub) SetupWithManager(mgr ctrl.Manager) error {
 		Named("edgecluster-status").
 		// Status writes are independent per cluster; a few in flight keep a
 		// crowd of reconnecting clusters from queueing behind one another.
-		WithOptions(controller.Options{MaxConcurrentReconciles: 4}).
+		// The priority queue (controller-runtime's default, stated here as
+		// enqueueWithPriority relies on it) puts link changes first.
+		WithOptions(controller.Options{MaxConcurrentReconciles: 4, UsePriorityQueue: ptr.To(true)}).
 		For(&edgev1alpha1.EdgeCluster{}).
 		WatchesRawSource(source.Channel(events, &handler.TypedEnqueueRequestForObject[*edgev1alpha1.EdgeCluster]{})).
+		WatchesRawSource(source.Channel(linkEvents, enqueueWithPriority(PriorityLink))).
 		Complete(reconcile.Func(h.reconcile))
 }
 
@@ -176,5 +194,21 @@ func (h *Hub) placementChanged(name, facts string) {
 	h.mu.Unlock()
 	if !seen || old != facts {
 		h.requestSync()
+	}
+}
+
+// enqueueWithPriority enqueues the object of a generic event at priority when
+// the controller's queue is controller-runtime's priority queue (the
+// default), and plainly otherwise.
+func enqueueWithPriority(priority int) handler.TypedEventHandler[*edgev1alpha1.EdgeCluster, reconcile.Request] {
+	return handler.TypedFuncs[*edgev1alpha1.EdgeCluster, reconcile.Request]{
+		GenericFunc: func(_ context.Context, e event.TypedGenericEvent[*edgev1alpha1.EdgeCluster], q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			req := reconcile.Request{NamespacedName: types.NamespacedName{Name: e.Object.GetName()}}
+			if pq, ok := q.(priorityqueue.PriorityQueue[reconcile.Request]); ok {
+				pq.AddWithOpts(priorityqueue.AddOpts{Priority: &priority}, req)
+				return
+			}
+			q.Add(req)
+		},
 	}
 }

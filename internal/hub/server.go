@@ -307,7 +307,7 @@ func (s *server) Connect(stream linkpb.Link_ConnectServer) error {
 	}
 	h.mu.Unlock()
 	connectedChildren.Inc()
-	h.notify(name)
+	h.notifyLink(name)
 	log.Info("child connected", "epoch", hello.GetEpoch(), "haveSeq", haveSeq, "version", version)
 
 	defer func() {
@@ -318,7 +318,7 @@ func (s *server) Connect(stream linkpb.Link_ConnectServer) error {
 		}
 		h.mu.Unlock()
 		connectedChildren.Dec()
-		h.notify(h.subtreeNames(name)...) // its whole subtree is out of reach
+		h.notifyLink(h.subtreeNames(name)...) // its whole subtree is out of reach
 		log.Info("child disconnected")
 	}()
 

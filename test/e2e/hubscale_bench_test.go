@@ -52,7 +52,9 @@ const simProcesses = 4
 // measures: the time until all N show Connected at the root; the hub's RSS
 // and CPU and the root's API writes over an idle window of 130 s (two
 // heartbeats); one mission to all N until the root's Mission counts N Ready;
-// 10 % of the clusters cut off until the root shows them Offline; and a
+// 10 % of the clusters cut off until the root shows them Offline, on a
+// settled hub and again while it writes every EdgeCluster's missions summary
+// after the mission changed (link changes go first); and a
 // reconnect storm of all N (every stream dropped at once) until all are
 // Connected again, with the hub's peak RSS. Run with -benchtime=1x.
 func BenchmarkHubScale(b *testing.B) {
@@ -287,6 +289,41 @@ func hubScale(b *testing.B, sim string, n int) {
 	})
 	b.Logf("%d clusters down: Offline at the root after %s", wantDown, offline.Round(time.Millisecond))
 
+	// The same cut while the hub writes every EdgeCluster's missions summary
+	// (the mission changed: N status writes queued): the disconnects are
+	// link changes, served ahead of that backlog.
+	if err := tr.rootCli.Get(ctx, client.ObjectKeyFromObject(m), m); err != nil {
+		b.Fatal(err)
+	}
+	m.Spec.Resources = cm(b, "to-all", "2", m.Spec.Placement).Spec.Resources
+	if err := tr.rootCli.Update(ctx, m); err != nil {
+		b.Fatal(err)
+	}
+	var backlog float64
+	waitFor(b, time.Minute, "a backlog of EdgeCluster status writes", func(context.Context) (bool, error) {
+		backlog = metricMatching(b, metricsURL, "workqueue_depth", `name="edgecluster-status"`)
+		return backlog >= float64(n/4), nil
+	})
+	downBegan = time.Now()
+	for _, f := range fleet {
+		f.post(b, "/down?n="+strconv.Itoa(tenth/simProcesses))
+	}
+	waitFor(b, 5*time.Minute, fmt.Sprintf("%d clusters Offline at the root during the backlog", wantDown), func(ctx context.Context) (bool, error) {
+		got, err := states.count(ctx, edgev1alpha1.StateOffline)
+		return got == wantDown, err
+	})
+	offlineInBacklog := time.Since(downBegan)
+	backlogLeft := metricMatching(b, metricsURL, "workqueue_depth", `name="edgecluster-status"`)
+	for _, f := range fleet {
+		f.post(b, "/up")
+	}
+	waitFor(b, 10*time.Minute, fmt.Sprintf("all %d Connected again", n), func(ctx context.Context) (bool, error) {
+		got, err := states.count(ctx, edgev1alpha1.StateConnected)
+		return got == n, err
+	})
+	b.Logf("%d clusters down while %.0f EdgeCluster status reconciles were queued: Offline at the root after %s (%.0f still queued then)",
+		wantDown, backlog, offlineInBacklog.Round(time.Millisecond), backlogLeft)
+
 	// Reconnect storm: every stream dropped at once.
 	var peak float64
 	stop := make(chan struct{})
@@ -347,6 +384,7 @@ func hubScale(b *testing.B, sim string, n int) {
 	b.ReportMetric(missionToAll.Seconds(), "mission-to-all-s")
 	b.ReportMetric(offline.Seconds(), "offline-10pct-s")
 	b.ReportMetric(settled.Seconds(), "mission-on-every-edgecluster-s")
+	b.ReportMetric(offlineInBacklog.Seconds(), "offline-10pct-in-backlog-s")
 	b.ReportMetric(streamsBack.Seconds(), "storm-streams-back-s")
 	b.ReportMetric(stormConnected.Seconds(), "storm-all-connected-s")
 	b.ReportMetric(peak/(1<<20), "storm-peak-hub-MiB")
