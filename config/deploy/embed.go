@@ -15,7 +15,7 @@ import (
 
 // FS holds the kustomize directories.
 //
-//go:embed base hub agent apply gateway
+//go:embed base hub middle agent apply gateway
 var FS embed.FS
 
 // Options change what Render emits.

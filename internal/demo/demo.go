@@ -174,7 +174,7 @@ func Up(ctx context.Context, o Options) error {
 		{"the root", "fornaxctl get clusters --tree", []string{fornaxctl, "get", "clusters", "--tree", "--kubeconfig", root.Kubeconfig}},
 		{"the root", "kubectl get edgeclusters", []string{kubectl, "--kubeconfig", root.Kubeconfig, "get", "edgeclusters"}},
 		{"the root", "kubectl get missions -A", []string{kubectl, "--kubeconfig", root.Kubeconfig, "get", "missions", "-A"}},
-		{"the root", "fornaxctl mission status shop -N shop", []string{fornaxctl, "mission", "status", "shop", "-N", "shop", "--kubeconfig", root.Kubeconfig}},
+		{"the root", "fornaxctl mission status shop -n shop", []string{fornaxctl, "mission", "status", "shop", "-n", "shop", "--kubeconfig", root.Kubeconfig}},
 	}
 	if nw != nil {
 		steps = append(steps,

@@ -38,12 +38,14 @@ import (
 // clusterFlags are the flags every command that talks to a cluster has.
 type clusterFlags struct {
 	kubeconfig string
+	context    string
 	namespace  string
 }
 
 func (f *clusterFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.kubeconfig, "kubeconfig", "", "kubeconfig of the cluster to act on (default: $KUBECONFIG or ~/.kube/config)")
-	cmd.Flags().StringVarP(&f.namespace, "namespace", "n", install.Namespace, "namespace of Fornax's own objects")
+	cmd.Flags().StringVar(&f.context, "context", "", "kubeconfig context to use (default: the current context)")
+	cmd.Flags().StringVar(&f.namespace, "fornax-namespace", install.Namespace, "namespace of Fornax's own objects (hub CA, tokens, agent credentials)")
 }
 
 func (f *clusterFlags) config() (*rest.Config, error) {
@@ -51,7 +53,7 @@ func (f *clusterFlags) config() (*rest.Config, error) {
 	if f.kubeconfig != "" {
 		rules.ExplicitPath = f.kubeconfig
 	}
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{}).ClientConfig()
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: f.context}).ClientConfig()
 	if err != nil {
 		return nil, fmt.Errorf("loading kubeconfig: %w (give --kubeconfig)", err)
 	}
@@ -81,7 +83,7 @@ func (f *clusterFlags) clients() (*rest.Config, kubernetes.Interface, client.Cli
 func newInitCommand() *cobra.Command {
 	var f clusterFlags
 	var endpoint, name, image string
-	var printOnly bool
+	var printOnly, middle bool
 	cmd := &cobra.Command{
 		Use:   "init",
 		Short: "Prepare this cluster to be a Fornax parent (CRDs, hub CA)",
@@ -101,11 +103,18 @@ the cluster name defaults to the name it joined with.`,
 			ctx := cmd.Context()
 			out := cmd.OutOrStdout()
 			if printOnly {
+				if endpoint == "" {
+					return errors.New("--print needs --endpoint: the host:port where children will reach this hub goes into its serving certificate (--advertise)")
+				}
 				host := endpoint
 				if h, _, err := net.SplitHostPort(endpoint); err == nil {
 					host = h
 				}
-				return printManifests(out, "hub", deploy.Options{Image: image, ClusterName: name, Advertise: host})
+				dir := "hub"
+				if middle {
+					dir = "middle"
+				}
+				return printManifests(out, dir, deploy.Options{Image: image, ClusterName: name, Advertise: host})
 			}
 			cfg, kube, _, err := f.clients()
 			if err != nil {
@@ -150,6 +159,7 @@ the cluster name defaults to the name it joined with.`,
 	cmd.Flags().StringVar(&name, "cluster-name", "root", "this cluster's name in the tree (default: the name it joined with, else root)")
 	cmd.Flags().BoolVar(&printOnly, "print", false, "print the manifests that run fornaxd here (CRDs, admission policy, RBAC, Deployment, Service, PodDisruptionBudget) for GitOps, and change nothing; the hub CA still comes from a plain 'fornaxctl init'")
 	cmd.Flags().StringVar(&image, "image", deploy.DefaultImage, "fornaxd image in the printed manifests")
+	cmd.Flags().BoolVar(&middle, "middle", false, "with --print: this cluster has joined a parent (a middle cluster): add the rights missions need (config/deploy/middle)")
 	return cmd
 }
 

@@ -28,7 +28,7 @@ import (
 
 func newMissionCommand() *cobra.Command {
 	cmd := &cobra.Command{Use: "mission", Short: "Create missions and see where they stand",
-		Example: "  fornaxctl mission create web -N shop -f web/ --selector topology.fornax.io/region=eu\n  fornaxctl mission status web -N shop"}
+		Example: "  fornaxctl mission create web -n shop -f web/ --selector topology.fornax.io/region=eu\n  fornaxctl mission status web -n shop"}
 	var f clusterFlags
 	var files, clusters, subtrees, exclude []string
 	var selector, namespace string
@@ -39,8 +39,8 @@ func newMissionCommand() *cobra.Command {
 file; every *.yaml, *.yml and *.json file of a directory) and creates a Mission that
 places them on the selected clusters. Without --clusters, --selector or --subtree
 the mission goes to every cluster.`,
-		Example: `  fornaxctl mission create web -N shop -f ./web/ --selector topology.fornax.io/region=eu
-  fornaxctl mission create migrate -N shop -f job.yaml --clusters berlin-3,paris-1`,
+		Example: `  fornaxctl mission create web -n shop -f ./web/ --selector topology.fornax.io/region=eu
+  fornaxctl mission create migrate -n shop -f job.yaml --clusters berlin-3,paris-1`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(files) == 0 {
@@ -82,7 +82,7 @@ the mission goes to every cluster.`,
 		},
 	}
 	f.add(create)
-	create.Flags().StringVarP(&namespace, "mission-namespace", "N", "default", "namespace of the mission (its namespaced resources land in it at the edge)")
+	missionNamespaceFlag(create, &namespace, "namespace of the mission (its namespaced resources land in it at the edge)")
 	create.Flags().StringSliceVarP(&files, "filename", "f", nil, "manifest file or directory (repeatable)")
 	create.Flags().StringSliceVar(&clusters, "clusters", nil, "cluster names to place on")
 	create.Flags().StringVar(&selector, "selector", "", "label selector over EdgeCluster labels, e.g. topology.fornax.io/region=eu")
@@ -99,7 +99,7 @@ the mission goes to every cluster.`,
 first). With --wait it first waits until the mission is Ready in every
 targeted cluster for its current generation, printing a line each time the
 counts change, and fails if that does not happen in time.`,
-		Example: "  fornaxctl mission status web -N shop\n  fornaxctl mission status web -N shop --wait 5m",
+		Example: "  fornaxctl mission status web -n shop\n  fornaxctl mission status web -n shop --wait 5m",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			_, _, c, err := sf.clients()
@@ -128,7 +128,7 @@ counts change, and fails if that does not happen in time.`,
 	}
 	sf.add(st)
 	st.Flags().StringVarP(&statusOut, "output", "o", "table", "table, yaml or json")
-	st.Flags().StringVarP(&statusNS, "mission-namespace", "N", "default", "namespace of the mission")
+	missionNamespaceFlag(st, &statusNS, "namespace of the mission")
 	st.Flags().DurationVar(&wait, "wait", 0, "wait up to this long (e.g. 5m) until the mission is Ready everywhere it is placed, showing progress on stderr")
 	cmd.AddCommand(create, st)
 	return cmd
@@ -211,8 +211,8 @@ func newGetMissionsCommand() *cobra.Command {
 		Aliases: []string{"mission", "mis"},
 		Short:   "List missions with their per-cluster counts",
 		Example: `  fornaxctl get missions -A
-  fornaxctl get missions -N shop
-  fornaxctl get missions -N shop -o yaml`,
+  fornaxctl get missions -n shop
+  fornaxctl get missions -n shop -o yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_, _, c, err := f.clients()
@@ -235,7 +235,7 @@ func newGetMissionsCommand() *cobra.Command {
 		},
 	}
 	f.add(cmd)
-	cmd.Flags().StringVarP(&ns, "mission-namespace", "N", "default", "namespace of the missions")
+	missionNamespaceFlag(cmd, &ns, "namespace of the missions")
 	cmd.Flags().BoolVarP(&all, "all-namespaces", "A", false, "missions of every namespace")
 	cmd.Flags().StringVarP(&output, "output", "o", "table", "table, wide, yaml or json")
 	return cmd
@@ -340,4 +340,12 @@ func missionProgress(m *edgev1alpha1.Mission) string {
 		line += ": " + c.Message
 	}
 	return line
+}
+
+// missionNamespaceFlag adds -n/--namespace for the missions' namespace, as
+// kubectl has it; -N/--mission-namespace, its earlier name, still works.
+func missionNamespaceFlag(cmd *cobra.Command, ns *string, usage string) {
+	cmd.Flags().StringVarP(ns, "namespace", "n", "default", usage)
+	cmd.Flags().StringVarP(ns, "mission-namespace", "N", "default", usage)
+	_ = cmd.Flags().MarkHidden("mission-namespace")
 }

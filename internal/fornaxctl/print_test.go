@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -124,4 +125,30 @@ func TestPrintedTables(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden(t, "describe-cluster", b.Bytes())
+}
+
+// init --print without --endpoint would print a hub whose serving
+// certificate lacks the name children dial: refused, saying what to add.
+func TestInitPrintNeedsTheEndpoint(t *testing.T) {
+	cmd := NewCommand()
+	var out strings.Builder
+	cmd.SetOut(&out)
+	cmd.SetErr(&out)
+	cmd.SetArgs([]string{"init", "--print"})
+	err := cmd.Execute()
+	if err == nil || !strings.Contains(err.Error(), "--print needs --endpoint") {
+		t.Fatalf("init --print: %v; want the need for --endpoint", err)
+	}
+	cmd = NewCommand()
+	out.Reset()
+	cmd.SetOut(&out)
+	cmd.SetArgs([]string{"init", "--print", "--middle", "--endpoint", "eu.example.com:7443"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"--advertise=eu.example.com", "name: fornax-agent-apply", "name: fornax-hub-webhook"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("init --print --middle lacks %q", want)
+		}
+	}
 }

@@ -21,7 +21,7 @@ clusters at any depth, and reports their status back to the root.`,
   fornaxctl join --parent hub.example.com:7443 --token ... --ca-hash sha256:... --name berlin-3
   # then, at the root
   fornaxctl get clusters --tree
-  fornaxctl mission status web -N shop`,
+  fornaxctl mission status web -n shop`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}

@@ -141,7 +141,7 @@ NET_ADMIN; stopping fornaxd leaves the data plane in place.`,
 	f.StringVar(&o.MetricsAddr, "metrics-bind-address", ":9090", "address of the Prometheus /metrics endpoint ('0' disables it)")
 	f.StringVar(&o.HealthAddr, "health-bind-address", ":9091", "address of /healthz and /readyz ('0' disables them)")
 	f.StringVar(&o.WebhookListen, "webhook-listen", "", "hub: address of the admission webhook that checks Subnets against their VPC and the VPC's other subnets, e.g. :9443 (empty: off)")
-	f.StringVar(&o.WebhookURL, "webhook-url", "", "hub: the URL the API server calls the webhook at (empty: the Service fornax-hub in --namespace, port 9443)")
+	f.StringVar(&o.WebhookURL, "webhook-url", "", "hub: the URL the API server calls the webhook at (empty: the Service "+netadmit.ServiceName+" in --namespace, port 9443)")
 	f.StringVar(&o.PprofAddr, "pprof-bind-address", "", "address of Go's /debug/pprof profiles, e.g. 127.0.0.1:6060 (empty: off); for diagnosing memory and CPU")
 	f.StringVar(&o.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&o.GatewayEndpoint, "gateway-endpoint", "", "gateway role: the underlay IPv4 address of this cluster's gateway node, where fornaxd runs with hostNetwork and NET_ADMIN (empty: no gateway role)")
@@ -382,7 +382,7 @@ func addWebhook(mgr manager.Manager, kube kubernetes.Interface, h *hub.Hub, sche
 		}); err != nil {
 			return nil // stopping
 		}
-		if err := netadmit.Register(ctx, kube, certs.EncodeCertPEM(h.CA()), o.WebhookURL, o.Namespace, "fornax-hub"); err != nil {
+		if err := netadmit.Register(ctx, kube, certs.EncodeCertPEM(h.CA()), o.WebhookURL, o.Namespace, netadmit.ServiceName); err != nil {
 			return fmt.Errorf("registering the network admission webhook: %w", err)
 		}
 		return nil

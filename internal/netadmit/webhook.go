@@ -27,6 +27,10 @@ const Path = "/validate-network-fornax-io-v1alpha1-subnet"
 // ConfigurationName is the ValidatingWebhookConfiguration Register writes.
 const ConfigurationName = "fornax-network"
 
+// ServiceName is the in-cluster Service the API server calls the webhook
+// through, unless fornaxd is given a URL (config/deploy/hub/service.yaml).
+const ServiceName = "fornax-hub-webhook"
+
 // Handler reviews Subnet creations and updates against the stored VPCs,
 // Subnets and EdgeClusters.
 type Handler struct {

@@ -47,7 +47,9 @@ func TestManifestsDryRun(t *testing.T) {
 	}{
 		{"init --print", []string{"init", "--print", "--cluster-name", "eu", "--endpoint", "eu.example.com:7443"}, ""},
 		{"join --print", []string{"join", "--print", "--image", "registry.example/fornax:v1"}, ""},
+		{"init --print --middle", []string{"init", "--print", "--middle", "--endpoint", "eu.example.com:7443"}, ""},
 		{"kubectl apply -k config/deploy/hub", nil, "hub"},
+		{"kubectl apply -k config/deploy/middle", nil, "middle"},
 		{"kubectl apply -k config/deploy/agent", nil, "agent"},
 		{"join --print --gateway", []string{"join", "--print", "--gateway"}, ""},
 		{"kubectl apply -k config/deploy/gateway", nil, "gateway"},
@@ -75,8 +77,14 @@ func TestManifestsDryRun(t *testing.T) {
 		if (tc.dir == "gateway" || slices.Contains(tc.print, "--gateway")) && !strings.Contains(string(out), "daemonset.apps/fornax-cni serverside-applied") {
 			t.Errorf("%s: no fornax-cni DaemonSet:\n%s", tc.name, out)
 		}
-		if tc.dir == "hub" && !strings.Contains(string(out), "service/fornax-hub") {
-			t.Errorf("%s: no Service:\n%s", tc.name, out)
+		hub := tc.dir == "hub" || tc.dir == "middle" || (len(tc.print) > 0 && tc.print[0] == "init")
+		if hub && (!strings.Contains(string(out), "service/fornax-hub serverside-applied") || !strings.Contains(string(out), "service/fornax-hub-webhook serverside-applied")) {
+			t.Errorf("%s: no Services fornax-hub and fornax-hub-webhook:\n%s", tc.name, out)
+		}
+		// What missions may deploy: at an edge or middle cluster, never at the root.
+		apply := strings.Contains(string(out), "clusterrole.rbac.authorization.k8s.io/fornax-agent-apply")
+		if wantApply := !hub || tc.dir == "middle" || slices.Contains(tc.print, "--middle"); apply != wantApply {
+			t.Errorf("%s: the mission apply rights present: %t, want %t:\n%s", tc.name, apply, wantApply, out)
 		}
 		if tc.print != nil && !strings.Contains(string(out), "customresourcedefinition.apiextensions.k8s.io/missions.edge.fornax.io") {
 			t.Errorf("%s: no CRDs:\n%s", tc.name, out)

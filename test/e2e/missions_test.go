@@ -222,12 +222,12 @@ func TestMissions(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(dir, "cm.yaml"), []byte("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: greeting}\ndata: {hello: world}\n---\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		out := fornaxctl(t, "mission", "create", "greeting", "-N", "shop", "-f", dir, "--clusters", "us1", "--kubeconfig", tr.root.Kubeconfig)
+		out := fornaxctl(t, "mission", "create", "greeting", "-n", "shop", "-f", dir, "--clusters", "us1", "--kubeconfig", tr.root.Kubeconfig)
 		if !strings.Contains(out, "created with 1 resources") {
 			t.Errorf("mission create said %q", out)
 		}
 		// As a user waits: progress on stderr, the table once Ready.
-		out, progress, err := fornaxctlErr(t, "mission", "status", "greeting", "-N", "shop", "--wait", "60s", "--kubeconfig", tr.root.Kubeconfig)
+		out, progress, err := fornaxctlErr(t, "mission", "status", "greeting", "-n", "shop", "--wait", "60s", "--kubeconfig", tr.root.Kubeconfig)
 		if err != nil || !regexp.MustCompile(`(?m)^us1\s+Ready\s+1\s`).MatchString(out) || !strings.Contains(progress, "generation 1: ready in 1 of 1 clusters") {
 			t.Fatalf("fornaxctl mission status --wait: %v\n%s\nprogress:\n%s", err, out, progress)
 		}
@@ -236,8 +236,8 @@ func TestMissions(t *testing.T) {
 		}
 		// A wait that cannot end: a mission placed on a cluster that does not
 		// exist fails with where it stands.
-		fornaxctl(t, "mission", "create", "nowhere", "-N", "shop", "-f", dir, "--clusters", "mars", "--kubeconfig", tr.root.Kubeconfig)
-		if _, stderr, err := fornaxctlErr(t, "mission", "status", "nowhere", "-N", "shop", "--wait", "3s", "--kubeconfig", tr.root.Kubeconfig); err == nil ||
+		fornaxctl(t, "mission", "create", "nowhere", "-n", "shop", "-f", dir, "--clusters", "mars", "--kubeconfig", tr.root.Kubeconfig)
+		if _, stderr, err := fornaxctlErr(t, "mission", "status", "nowhere", "-n", "shop", "--wait", "3s", "--kubeconfig", tr.root.Kubeconfig); err == nil ||
 			!strings.Contains(stderr, "not Ready after 3s") {
 			t.Errorf("fornaxctl mission status --wait on a mission that cannot be Ready: %v\n%s", err, stderr)
 		}
@@ -250,12 +250,12 @@ func TestMissions(t *testing.T) {
 			t.Errorf("fornaxctl get missions -A:\n%s", out)
 		}
 		var st edgev1alpha1.Mission
-		if err := yaml.Unmarshal([]byte(fornaxctl(t, "mission", "status", "greeting", "-N", "shop", "-o", "yaml", "--kubeconfig", tr.root.Kubeconfig)), &st); err != nil ||
+		if err := yaml.Unmarshal([]byte(fornaxctl(t, "mission", "status", "greeting", "-n", "shop", "-o", "yaml", "--kubeconfig", tr.root.Kubeconfig)), &st); err != nil ||
 			st.Kind != "Mission" || st.Status.Summary.Ready != 1 || len(st.Status.Clusters) != 1 || st.Status.Clusters[0].Cluster != "us1" {
 			t.Errorf("fornaxctl mission status -o yaml: %+v (%v)", st, err)
 		}
 		var list edgev1alpha1.MissionList
-		if err := json.Unmarshal([]byte(fornaxctl(t, "get", "missions", "-N", "shop", "-o", "json", "--kubeconfig", tr.root.Kubeconfig)), &list); err != nil || len(list.Items) < 2 {
+		if err := json.Unmarshal([]byte(fornaxctl(t, "get", "missions", "-n", "shop", "-o", "json", "--kubeconfig", tr.root.Kubeconfig)), &list); err != nil || len(list.Items) < 2 {
 			t.Errorf("fornaxctl get missions -o json: %d items (%v)", len(list.Items), err)
 		}
 	})
