@@ -16,6 +16,10 @@ TEST_FLAGS ?=
 BENCH_FLAGS ?=
 
 PRODUCT_BINS := fornaxctl fornaxd fornax-cni
+# A release build carries its tag; any other build the version Go records
+# from the checkout (a pseudo-version with the commit; internal/version).
+VERSION ?= $(shell git describe --tags --exact-match 2>/dev/null)
+LDFLAGS := $(if $(VERSION),-X github.com/fornax-edge/fornax/internal/version.Version=$(VERSION))
 
 .PHONY: help
 help: ## Show this help.
@@ -37,7 +41,7 @@ verify-generate: ## Fail if generated files are out of date with api/ and proto/
 
 .PHONY: build
 build: ## Build Fornax's binaries into bin/ (and fornaxctl as the kubectl plugin kubectl-fornax).
-	@$(GO) build -o $(BIN)/ $(addprefix ./cmd/,$(PRODUCT_BINS))
+	@$(GO) build -buildvcs=auto -ldflags "$(LDFLAGS)" -o $(BIN)/ $(addprefix ./cmd/,$(PRODUCT_BINS))
 	@ln -sf fornaxctl $(BIN)/kubectl-fornax
 
 .PHONY: lint

@@ -1,5 +1,5 @@
 // Package deploy embeds the manifests that run fornaxd in a real cluster
-// (kustomize directories: base, apply, hub, agent, gateway), so that 'fornaxctl init --print'
+// (kustomize directories: base, apply, hub, middle, agent, gateway), so that 'fornaxctl init --print'
 // and 'join --print' emit them for GitOps, and renders them without kustomize.
 package deploy
 
@@ -8,6 +8,7 @@ import (
 	"embed"
 	"fmt"
 	"path"
+	"regexp"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -30,6 +31,19 @@ type Options struct {
 
 // DefaultImage is the image the manifests name.
 const DefaultImage = "ghcr.io/fornax-edge/fornax:latest"
+
+// release is a release version: vMAJOR.MINOR.PATCH, nothing after.
+var release = regexp.MustCompile(`^v\d+\.\d+\.\d+$`)
+
+// ImageFor is the image of a Fornax release (the version fornaxctl was built
+// as), so that the printed manifests run the fornaxd that matches it; a
+// development build gets DefaultImage.
+func ImageFor(version string) string {
+	if release.MatchString(version) {
+		return strings.TrimSuffix(DefaultImage, ":latest") + ":" + version
+	}
+	return DefaultImage
+}
 
 // Render returns the manifests of a kustomize directory ("hub" or "agent"),
 // its resources in order and directories expanded, as one YAML stream: what

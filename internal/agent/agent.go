@@ -301,7 +301,7 @@ func (a *Agent) ownState(ctx context.Context) *linkpb.ClusterState {
 	return &linkpb.ClusterState{
 		Name:           a.creds.Load().Cluster,
 		Connected:      true,
-		Summary:        summarize(version, a.nodes(), a.opts.Distro),
+		Summary:        summarize(version, a.opts.Version, a.nodes(), a.opts.Distro),
 		ObservedUnixMs: time.Now().UnixMilli(),
 		Missions:       a.missionStates(),
 		Gateway:        a.gatewayState(ctx),

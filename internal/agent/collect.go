@@ -10,11 +10,13 @@ import (
 	"github.com/fornax-edge/fornax/internal/link/linkpb"
 )
 
-// summarize computes a cluster summary from its server version and nodes.
-// It is pure, so that what is reported can be tested without a cluster.
-func summarize(version string, nodes []*corev1.Node, distroOverride string) *linkpb.ClusterSummary {
+// summarize computes a cluster summary from its server version, the agent's
+// own version and the nodes. It is pure, so that what is reported can be
+// tested without a cluster.
+func summarize(version, agentVersion string, nodes []*corev1.Node, distroOverride string) *linkpb.ClusterSummary {
 	s := &linkpb.ClusterSummary{
 		KubernetesVersion: version,
+		AgentVersion:      agentVersion,
 		Distro:            string(detectDistro(version, nodes, distroOverride)),
 		NodesTotal:        int32(len(nodes)),
 		ApiReachable:      version != "",

@@ -51,8 +51,8 @@ func TestDetectDistro(t *testing.T) {
 }
 
 func TestSummarize(t *testing.T) {
-	s := summarize("v1.37.1", []*corev1.Node{node("a", true, "v1.37.1", nil), node("b", false, "v1.37.1", nil)}, "")
-	if s.GetNodesTotal() != 2 || s.GetNodesReady() != 1 || !s.GetApiReachable() {
+	s := summarize("v1.37.1", "v0.3.0", []*corev1.Node{node("a", true, "v1.37.1", nil), node("b", false, "v1.37.1", nil)}, "")
+	if s.GetNodesTotal() != 2 || s.GetNodesReady() != 1 || !s.GetApiReachable() || s.GetAgentVersion() != "v0.3.0" {
 		t.Fatalf("summary %v", s)
 	}
 	want := map[string]string{"cpu": "8", "memory": "16Gi", "pods": "220"}
@@ -64,7 +64,7 @@ func TestSummarize(t *testing.T) {
 	if _, ok := s.GetCapacity()["nvidia.com/gpu"]; ok {
 		t.Errorf("reports resources beyond cpu, memory and pods: %v", s.GetCapacity())
 	}
-	if down := summarize("", nil, ""); down.GetApiReachable() || down.GetMessage() == "" {
+	if down := summarize("", "v0.3.0", nil, ""); down.GetApiReachable() || down.GetMessage() == "" {
 		t.Errorf("unreachable API server not reported: %v", down)
 	}
 }

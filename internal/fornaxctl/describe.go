@@ -94,6 +94,7 @@ func describeCluster(out io.Writer, ec *edgev1alpha1.EdgeCluster, missions []edg
 	}
 	fmt.Fprintf(tw, "Labels:\t%s\n", dash(strings.Join(labels, "\n\t")))
 	fmt.Fprintf(tw, "Kubernetes:\t%s\n", strings.TrimSpace(dash(st.KubernetesVersion)+" "+string(st.Distro)))
+	fmt.Fprintf(tw, "Fornax agent:\t%s\n", dash(st.AgentVersion))
 	if st.Nodes != nil {
 		fmt.Fprintf(tw, "Nodes:\t%d of %d ready\n", st.Nodes.Ready, st.Nodes.Total)
 	}

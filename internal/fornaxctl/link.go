@@ -33,6 +33,7 @@ import (
 	"github.com/fornax-edge/fornax/internal/certs"
 	"github.com/fornax-edge/fornax/internal/install"
 	"github.com/fornax-edge/fornax/internal/join"
+	"github.com/fornax-edge/fornax/internal/version"
 )
 
 // clusterFlags are the flags every command that talks to a cluster has.
@@ -158,7 +159,7 @@ the cluster name defaults to the name it joined with.`,
 	cmd.Flags().StringVar(&endpoint, "endpoint", "", "host:port where children reach this cluster's fornaxd (printed in join commands)")
 	cmd.Flags().StringVar(&name, "cluster-name", "root", "this cluster's name in the tree (default: the name it joined with, else root)")
 	cmd.Flags().BoolVar(&printOnly, "print", false, "print the manifests that run fornaxd here (CRDs, admission policy, RBAC, Deployment, Service, PodDisruptionBudget) for GitOps, and change nothing; the hub CA still comes from a plain 'fornaxctl init'")
-	cmd.Flags().StringVar(&image, "image", deploy.DefaultImage, "fornaxd image in the printed manifests")
+	cmd.Flags().StringVar(&image, "image", deploy.ImageFor(version.Get()), "fornaxd image in the printed manifests (default: this fornaxctl's release, else latest)")
 	cmd.Flags().BoolVar(&middle, "middle", false, "with --print: this cluster has joined a parent (a middle cluster): add the rights missions need (config/deploy/middle)")
 	return cmd
 }
@@ -348,7 +349,7 @@ cluster: its agent role connects to the parent.`,
 	cmd.Flags().StringVar(&req.Name, "name", "", "this cluster's name in the tree (unique, a DNS label)")
 	cmd.Flags().StringSliceVar(&labels, "labels", nil, "labels for this cluster's EdgeCluster, k=v,k=v (topology: region, site, org, ...)")
 	cmd.Flags().BoolVar(&printOnly, "print", false, "print the manifests that run fornaxd here (CRDs, admission policy, RBAC incl. what missions may deploy, Deployment, PodDisruptionBudget) for GitOps, and change nothing; the join itself still needs a plain 'fornaxctl join'")
-	cmd.Flags().StringVar(&image, "image", deploy.DefaultImage, "fornaxd image in the printed manifests")
+	cmd.Flags().StringVar(&image, "image", deploy.ImageFor(version.Get()), "fornaxd image in the printed manifests (default: this fornaxctl's release, else latest)")
 	cmd.Flags().BoolVar(&gatewayNode, "gateway", false, "with --print: the variant for a cluster that takes part in VPCs (fornaxd with the gateway role on the node labelled network.fornax.io/gateway=true, and fornax-cni installed there)")
 	return cmd
 }
@@ -435,7 +436,7 @@ func printClusters(out io.Writer, list *edgev1alpha1.EdgeClusterList, output str
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
 	head := "NAME\tPARENT\tSTATUS\tDISTRO\tVERSION\tNODES\tLAST-SEEN\tAGE"
 	if output == "wide" {
-		head += "\tPATH\tREADY-REASON"
+		head += "\tPATH\tREADY-REASON\tFORNAX"
 	}
 	fmt.Fprintln(tw, head)
 	for _, ec := range list.Items {
@@ -456,7 +457,7 @@ func printClusters(out io.Writer, list *edgev1alpha1.EdgeClusterList, output str
 			if r := meta.FindStatusCondition(st.Conditions, edgev1alpha1.EdgeClusterReady); r != nil {
 				reason = r.Reason
 			}
-			line += "\t" + dash(st.Path) + "\t" + reason
+			line += "\t" + dash(st.Path) + "\t" + reason + "\t" + dash(st.AgentVersion)
 		}
 		fmt.Fprintln(tw, line)
 	}

@@ -33,7 +33,7 @@ func cluster(name, parent, path string, depth int32, state edgev1alpha1.Connecti
 		ObjectMeta: metav1.ObjectMeta{Name: name, CreationTimestamp: *ago(2 * time.Hour),
 			Labels: map[string]string{"topology.fornax.io/region": "eu", "edge.fornax.io/name": name}},
 		Status: edgev1alpha1.EdgeClusterStatus{Parent: parent, Path: path, Depth: depth, State: state,
-			KubernetesVersion: "v1.37.1", Distro: edgev1alpha1.Distro(distro),
+			KubernetesVersion: "v1.37.1", Distro: edgev1alpha1.Distro(distro), AgentVersion: "v0.3.0",
 			Nodes:             &edgev1alpha1.NodeSummary{Total: nodes, Ready: nodesReady},
 			Missions:          &edgev1alpha1.MissionSummary{Total: 2, Ready: 2},
 			LastHeartbeatTime: ago(3 * time.Second), LastReportTime: ago(40 * time.Second),

@@ -3,7 +3,11 @@
 package fornaxctl
 
 import (
+	"fmt"
+
 	"github.com/spf13/cobra"
+
+	"github.com/fornax-edge/fornax/internal/version"
 )
 
 // NewCommand returns the fornaxctl root command.
@@ -24,7 +28,17 @@ clusters at any depth, and reports their status back to the root.`,
   fornaxctl mission status web -n shop`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		Version:       version.Get(),
 	}
+	root.AddCommand(&cobra.Command{
+		Use:     "version",
+		Short:   "Print fornaxctl's version (fornaxd's: 'kubectl get edgeclusters -o wide', column FORNAX)",
+		Example: "  fornaxctl version",
+		Args:    cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), version.Get())
+		},
+	})
 	root.AddCommand(newInitCommand(), newTokenCommand(), newJoinCommand(), newGetCommand(), newRemoveCommand(), newMissionCommand(), newDescribeCommand(), newDemoCommand())
 	return root
 }

@@ -42,10 +42,9 @@ import (
 	"github.com/fornax-edge/fornax/internal/link/linkpb"
 	"github.com/fornax-edge/fornax/internal/netadmit"
 	"github.com/fornax-edge/fornax/internal/netplane"
+	"github.com/fornax-edge/fornax/internal/version"
 )
 
-// Version is set at build time.
-var Version = "dev"
 
 // Options are fornaxd's settings.
 type Options struct {
@@ -110,6 +109,7 @@ NET_ADMIN; stopping fornaxd leaves the data plane in place.`,
   # A leaf whose gateway node has the underlay address 192.0.2.10
   fornaxd --kubeconfig edge.kubeconfig --gateway-endpoint 192.0.2.10`,
 		SilenceUsage: true,
+		Version:      version.Get(),
 		Args:         cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if configFile != "" {
@@ -219,7 +219,7 @@ func Run(ctx context.Context, o Options) error {
 		},
 		Namespace: o.Namespace, ReportInterval: o.ReportInterval, HeartbeatInterval: o.HeartbeatInterval, OrphanGrace: o.OrphanGrace, ReconnectMaxDelay: o.ReconnectMaxDelay,
 		KeepaliveTime: o.KeepaliveTime, KeepaliveTimeout: o.KeepaliveTimeout, Distro: o.Distro,
-		Version: Version, Logger: log,
+		Version: version.Get(), Logger: log,
 		Subtree: func() []*linkpb.ClusterState {
 			if h == nil {
 				return nil
@@ -300,7 +300,7 @@ func Run(ctx context.Context, o Options) error {
 	if roles == 0 {
 		return errors.New("nothing to do: give --listen for the hub role, or join this cluster to a parent with 'fornaxctl join' for the agent role")
 	}
-	log.Info("fornaxd starting", "version", Version, "hub", o.Listen != "", "agent", ag != nil, "gateway", gw != nil)
+	log.Info("fornaxd starting", "version", version.Get(), "hub", o.Listen != "", "agent", ag != nil, "gateway", gw != nil)
 	return mgr.Start(ctx)
 }
 

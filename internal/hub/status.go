@@ -142,6 +142,7 @@ func applySummary(st *edgev1alpha1.EdgeClusterStatus, own *linkpb.ClusterState, 
 		return
 	}
 	st.KubernetesVersion = s.GetKubernetesVersion()
+	st.AgentVersion = s.GetAgentVersion()
 	st.Distro = edgev1alpha1.Distro(s.GetDistro())
 	st.Nodes = &edgev1alpha1.NodeSummary{Total: s.GetNodesTotal(), Ready: s.GetNodesReady()}
 	st.Capacity = quantities(s.GetCapacity())

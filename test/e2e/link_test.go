@@ -246,12 +246,17 @@ func TestLink(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The agents were built with fornaxctl, from this checkout: same version.
+	agentVersion := strings.TrimSpace(fornaxctl(t, "version"))
 	for name, w := range want {
 		ec, err := tr.ec(t, ctx, name)
 		if err != nil {
 			t.Fatal(err)
 		}
 		st := ec.Status
+		if st.AgentVersion != agentVersion {
+			t.Errorf("%s: agent version %q, want %q (what fornaxctl version says)", name, st.AgentVersion, agentVersion)
+		}
 		if st.State != edgev1alpha1.StateConnected || st.Parent != "root" || st.Path != "root/"+name || st.Depth != 1 ||
 			st.Distro != w.distro || st.Nodes == nil || st.Nodes.Total != w.nodes || st.Nodes.Ready != w.nodes ||
 			st.KubernetesVersion != version.GitVersion {

@@ -53,7 +53,7 @@ func buildBinaries() error {
 		*b.path = filepath.Join(dir, b.pkg)
 		// Built as the image builds them (Dockerfile): static, no symbol
 		// table, so the memory benchmarks measure what ships.
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", *b.path, "../../cmd/"+b.pkg)
+		cmd := exec.Command("go", "build", "-trimpath", "-buildvcs=auto", "-ldflags=-s -w", "-o", *b.path, "../../cmd/"+b.pkg)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			return fmt.Errorf("building %s: %w\n%s", b.pkg, err, out)

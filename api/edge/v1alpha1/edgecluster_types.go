@@ -142,6 +142,10 @@ type EdgeClusterStatus struct {
 	// Distro is the detected Kubernetes distribution.
 	// +optional
 	Distro Distro `json:"distro,omitempty"`
+	// AgentVersion is the version of Fornax's agent (fornaxd) in the
+	// cluster, as it reports it: what an upgrade down the tree has reached.
+	// +optional
+	AgentVersion string `json:"agentVersion,omitempty"`
 
 	// Nodes counts the cluster's nodes.
 	// +optional
@@ -192,6 +196,7 @@ type EdgeClusterStatus struct {
 // +kubebuilder:printcolumn:name="Nodes",type=integer,JSONPath=`.status.nodes.total`
 // +kubebuilder:printcolumn:name="Nodes-Ready",type=integer,JSONPath=`.status.nodes.ready`
 // +kubebuilder:printcolumn:name="Missions",type=integer,JSONPath=`.status.missions.total`,priority=1
+// +kubebuilder:printcolumn:name="Fornax",type=string,JSONPath=`.status.agentVersion`,priority=1
 // +kubebuilder:printcolumn:name="Path",type=string,JSONPath=`.status.path`,priority=1
 // +kubebuilder:printcolumn:name="Last-Seen",type=date,JSONPath=`.status.lastHeartbeatTime`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

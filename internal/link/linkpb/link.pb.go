@@ -1544,7 +1544,9 @@ type ClusterSummary struct {
 	// Whether the agent reaches its own API server.
 	ApiReachable bool `protobuf:"varint,7,opt,name=api_reachable,json=apiReachable,proto3" json:"api_reachable,omitempty"`
 	// Why the cluster is not healthy, if it is not.
-	Message       string `protobuf:"bytes,8,opt,name=message,proto3" json:"message,omitempty"`
+	Message string `protobuf:"bytes,8,opt,name=message,proto3" json:"message,omitempty"`
+	// The version of Fornax's agent (fornaxd) in the cluster.
+	AgentVersion  string `protobuf:"bytes,9,opt,name=agent_version,json=agentVersion,proto3" json:"agent_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1631,6 +1633,13 @@ func (x *ClusterSummary) GetApiReachable() bool {
 func (x *ClusterSummary) GetMessage() string {
 	if x != nil {
 		return x.Message
+	}
+	return ""
+}
+
+func (x *ClusterSummary) GetAgentVersion() string {
+	if x != nil {
+		return x.AgentVersion
 	}
 	return ""
 }
@@ -2165,7 +2174,7 @@ const file_fornax_link_v1_link_proto_rawDesc = "" +
 	"\tnamespace\x18\x03 \x01(\tR\tnamespace\x12\x12\n" +
 	"\x04name\x18\x04 \x01(\tR\x04name\x12\x16\n" +
 	"\x06status\x18\x05 \x01(\tR\x06status\x12\x18\n" +
-	"\amessage\x18\x06 \x01(\tR\amessage\"\xf2\x03\n" +
+	"\amessage\x18\x06 \x01(\tR\amessage\"\x97\x04\n" +
 	"\x0eClusterSummary\x12-\n" +
 	"\x12kubernetes_version\x18\x01 \x01(\tR\x11kubernetesVersion\x12\x16\n" +
 	"\x06distro\x18\x02 \x01(\tR\x06distro\x12\x1f\n" +
@@ -2176,7 +2185,8 @@ const file_fornax_link_v1_link_proto_rawDesc = "" +
 	"\bcapacity\x18\x05 \x03(\v2,.fornax.link.v1.ClusterSummary.CapacityEntryR\bcapacity\x12Q\n" +
 	"\vallocatable\x18\x06 \x03(\v2/.fornax.link.v1.ClusterSummary.AllocatableEntryR\vallocatable\x12#\n" +
 	"\rapi_reachable\x18\a \x01(\bR\fapiReachable\x12\x18\n" +
-	"\amessage\x18\b \x01(\tR\amessage\x1a;\n" +
+	"\amessage\x18\b \x01(\tR\amessage\x12#\n" +
+	"\ragent_version\x18\t \x01(\tR\fagentVersion\x1a;\n" +
 	"\rCapacityEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a>\n" +
