@@ -45,7 +45,6 @@ import (
 	"github.com/fornax-edge/fornax/internal/version"
 )
 
-
 // Options are fornaxd's settings.
 type Options struct {
 	Kubeconfig        string
