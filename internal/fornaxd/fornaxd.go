@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"strconv"
@@ -198,7 +199,16 @@ func Run(ctx context.Context, o Options) error {
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("ping", healthz.Ping); err != nil {
+	// Ready once the informer caches have synced (every role works from
+	// them); the hub also once it serves the link (added below).
+	if err := mgr.AddReadyzCheck("informers", func(req *http.Request) error {
+		ctx, cancel := context.WithTimeout(req.Context(), time.Second)
+		defer cancel()
+		if !mgr.GetCache().WaitForCacheSync(ctx) {
+			return errors.New("the informer caches have not synced yet")
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
 
@@ -273,6 +283,9 @@ func Run(ctx context.Context, o Options) error {
 			return err
 		}
 		if err := mgr.Add(manager.RunnableFunc(h.Serve)); err != nil {
+			return err
+		}
+		if err := mgr.AddReadyzCheck("link", h.Listening); err != nil {
 			return err
 		}
 		if o.WebhookListen != "" {

@@ -16,9 +16,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"k8s.io/client-go/tools/events"
 	"log/slog"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/fornax-edge/fornax/internal/certs"
@@ -118,14 +119,15 @@ func (o *Options) complete() error {
 
 // Hub is the hub role of fornaxd.
 type Hub struct {
-	opts    Options
-	kube    kubernetes.Interface
-	client  client.Client // EdgeClusters
-	log     *slog.Logger
-	started time.Time
-	ca      *certs.CA
-	changed chan struct{} // signals that dirty holds names
-	dirtyMu sync.Mutex
+	opts      Options
+	kube      kubernetes.Interface
+	client    client.Client // EdgeClusters
+	log       *slog.Logger
+	started   time.Time
+	ca        *certs.CA
+	listening atomic.Bool   // the link's listener accepts children
+	changed   chan struct{} // signals that dirty holds names
+	dirtyMu   sync.Mutex
 	// dirty holds the clusters whose view changed; true marks a change of
 	// connectivity (a link up or down), reconciled before the others.
 	dirty map[string]bool
@@ -251,6 +253,15 @@ func (h *Hub) ServingCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error)
 	return h.serving, nil
 }
 
+// Listening is a readiness check: nil once the link's listener accepts
+// children.
+func (h *Hub) Listening(*http.Request) error {
+	if !h.listening.Load() {
+		return errors.New("the hub does not serve the link yet")
+	}
+	return nil
+}
+
 // Serve listens and serves the link until ctx ends.
 func (h *Hub) Serve(ctx context.Context) error {
 	lis, err := net.Listen("tcp", h.opts.Listen)
@@ -268,6 +279,8 @@ func (h *Hub) ServeListener(ctx context.Context, lis net.Listener) error {
 	h.log.Info("serving the link", "address", lis.Addr().String(), "caHash", certs.Hash(h.ca.Cert))
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(link.MeteredListener(lis, link.RoleParent)) }()
+	h.listening.Store(true)
+	defer h.listening.Store(false)
 	select {
 	case <-ctx.Done():
 		stopped := make(chan struct{})

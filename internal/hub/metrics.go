@@ -30,6 +30,12 @@ var (
 		Name: "fornax_hub_full_reports_total",
 		Help: "Full reports received (a child or this hub lost its state, or a resync was asked for); incremental ones are the rule.",
 	})
+	reportBytes = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "fornax_hub_report_bytes",
+		Help: "Size of the reports received from children, by kind: full (a resync: everything re-listed after a restart or a disagreement) or incremental (what changed).",
+		// 64 B (one changed fact) to 4 MiB (a subtree of thousands of clusters re-listed).
+		Buckets: prometheus.ExponentialBuckets(64, 4, 9),
+	}, []string{"kind"})
 	protocolErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "fornax_hub_protocol_errors_total",
 		Help: "Streams closed because a child sent an invalid frame.",
@@ -37,5 +43,5 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(statusWrites, framesReceived, joins, connectedChildren, objectsSent, protocolErrors, fullReports)
+	metrics.Registry.MustRegister(statusWrites, framesReceived, joins, connectedChildren, objectsSent, protocolErrors, fullReports, reportBytes)
 }

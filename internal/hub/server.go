@@ -382,11 +382,15 @@ func (h *Hub) handle(name string, f *linkpb.ChildFrame) (*linkpb.ParentFrame, er
 		if err != nil {
 			return resync(err.Error()), nil
 		}
+		size := proto.Size(r)
 		if r.GetFull() {
 			// Everything re-listed: the child or this hub lost its state (a
 			// restart), or they disagreed. Worth knowing when it repeats.
 			fullReports.Inc()
-			h.log.Info("full report from a child", "cluster", name, "clusters", len(r.GetClusters()), "bytes", proto.Size(r))
+			reportBytes.WithLabelValues("full").Observe(float64(size))
+			h.log.Info("full report from a child", "cluster", name, "clusters", len(r.GetClusters()), "bytes", size)
+		} else {
+			reportBytes.WithLabelValues("incremental").Observe(float64(size))
 		}
 		c.lastSeq = r.GetSeq()
 		if len(changed) > 0 {
