@@ -34,7 +34,6 @@ import (
 	edgev1alpha1 "github.com/fornax-edge/fornax/api/edge/v1alpha1"
 	networkv1alpha1 "github.com/fornax-edge/fornax/api/network/v1alpha1"
 	"github.com/fornax-edge/fornax/examples"
-	"github.com/fornax-edge/fornax/internal/install"
 	"github.com/fornax-edge/fornax/internal/localcluster"
 )
 
@@ -94,17 +93,26 @@ func Up(ctx context.Context, o Options) error {
 			return err
 		}
 	}
-	began := time.Now()
 	withNet, err := networkWanted(o)
 	if err != nil {
 		return err
 	}
+	if err := up(ctx, o, dir, withNet); err != nil {
+		// Left as it failed, for a look: the logs are in the directory.
+		return fmt.Errorf("%w\n(what the demo started is left for a look, logs under %s/<cluster>/logs; 'make demo-down' removes everything)", err, dir)
+	}
+	return nil
+}
+
+// up is Up once the previous demo is gone.
+func up(ctx context.Context, o Options, dir string, withNet bool) error {
+	began := time.Now()
 	var nw *network
 	if withNet {
 		prefix := NetPrefix(dir)
 		fmt.Fprintf(o.Out, "Building the demo's network: a bridge %s-wan and a network namespace per cluster (%s-<cluster>)\n", prefix, prefix)
+		var err error
 		if nw, err = buildNetwork(prefix); err != nil {
-			_ = Down(context.WithoutCancel(ctx), o)
 			return err
 		}
 	}
@@ -128,19 +136,15 @@ func Up(ctx context.Context, o Options) error {
 	}
 	clusters, err := localcluster.StartAll(ctx, opts...)
 	if err != nil {
-		_ = Down(context.WithoutCancel(ctx), o)
-		return fmt.Errorf("starting the demo clusters (logs under %s/<cluster>/logs): %w", dir, err)
+		return fmt.Errorf("starting the demo clusters: %w", err)
 	}
-	if err := joinTree(ctx, o, clusters, nw); err != nil {
+	metricsAddrs := map[string]string{} // each cluster's fornaxd's /metrics
+	if err := joinTree(ctx, o, clusters, nw, metricsAddrs); err != nil {
 		return err
 	}
 	root := clusters[0]
-	fmt.Fprintf(o.Out, "Applying the sample missions at the root (kubectl apply -f examples/missions/)\n")
-	missions, err := fs.Sub(examples.Missions, "missions")
-	if err != nil {
-		return err
-	}
-	if err := applyManifests(ctx, root, missions, "examples/missions"); err != nil {
+	fmt.Fprintf(o.Out, "Applying the sample missions at the root\n")
+	if err := applyExample(ctx, o, dir, root, examples.Missions, "missions"); err != nil {
 		return err
 	}
 	fmt.Fprintf(o.Out, "Waiting for them to be Ready in every cluster they select\n")
@@ -196,7 +200,9 @@ Explore:
   %s get missions -A
   %s get clusters --tree
   %s --kubeconfig %s -n shop get pods    # in factory-7, two levels below the root
-`, root.Kubeconfig, root.Kubeconfig, kubectl, kubectl, fornaxctl, kubectl, byName["factory-7"].Kubeconfig)
+  %s describe cluster factory-7
+  curl -s http://%s/metrics | grep ^fornax_hub    # the root's hub (each fornaxd serves /metrics, /healthz, /readyz)
+`, root.Kubeconfig, root.Kubeconfig, kubectl, kubectl, fornaxctl, kubectl, byName["factory-7"].Kubeconfig, fornaxctl, metricsAddrs["root"])
 	if nw != nil {
 		fmt.Fprintf(o.Out, `  %s get vpcs,subnets
   ip netns exec %s ping -c 3 %s    # dublin's probe pod to factory-7's, through the gateways
@@ -206,22 +212,36 @@ Explore:
 	return nil
 }
 
-// applyManifests applies the manifests of fsys (the files of the examples
-// directory named by what) at the root with server-side apply, as 'kubectl
-// apply --server-side -f examples/...' does.
-func applyManifests(ctx context.Context, root *localcluster.Cluster, fsys fs.FS, what string) error {
-	c, err := client.New(root.RESTConfig(), client.Options{})
+// applyExample copies the sample manifests of examples/<sub> into the demo's
+// directory, where they can be edited and applied again, and applies them at
+// the root as a user would: kubectl apply --server-side -f, printed as run.
+func applyExample(ctx context.Context, o Options, dir string, root *localcluster.Cluster, fsys fs.FS, sub string) error {
+	to := filepath.Join(dir, "examples", sub)
+	if err := os.MkdirAll(to, 0o755); err != nil {
+		return err
+	}
+	files, err := fs.Glob(fsys, sub+"/*.yaml")
 	if err != nil {
 		return err
 	}
-	objs, err := install.Manifests(fsys)
-	if err != nil {
-		return fmt.Errorf("%s: %w", what, err)
-	}
-	for _, u := range objs {
-		if err := c.Patch(ctx, u, client.Apply, client.FieldOwner("fornax-demo"), client.ForceOwnership); err != nil { //nolint:staticcheck // client.Apply with unstructured needs no apply configurations
-			return fmt.Errorf("applying %s %s of %s at the root: %w", u.GetKind(), u.GetName(), what, err)
+	for _, f := range files {
+		b, err := fs.ReadFile(fsys, f)
+		if err != nil {
+			return err
 		}
+		if err := os.WriteFile(filepath.Join(to, filepath.Base(f)), b, 0o644); err != nil {
+			return err
+		}
+	}
+	bins, err := binDir(o)
+	if err != nil {
+		return err
+	}
+	args := []string{"--kubeconfig", root.Kubeconfig, "apply", "--server-side", "-f", to + string(filepath.Separator)}
+	fmt.Fprintf(o.Out, "  %-12s$ kubectl %s\n", "root", showCommand(dir, args))
+	out, err := exec.CommandContext(ctx, filepath.Join(bins, localcluster.BinKubectl), args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("kubectl apply -f examples/%s at the root: %w: %s", sub, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }
@@ -267,7 +287,7 @@ func binDir(o Options) (string, error) {
 // 'fornaxctl init' and fornaxd --listen at each parent, 'fornaxctl token
 // create' there for each child, 'fornaxctl join' and fornaxd in the child. A
 // parent serves before its children join it.
-func joinTree(ctx context.Context, o Options, clusters []*localcluster.Cluster, nw *network) error {
+func joinTree(ctx context.Context, o Options, clusters []*localcluster.Cluster, nw *network, metricsAddrs map[string]string) error {
 	dir, err := binDir(o)
 	if err != nil {
 		return err
@@ -311,7 +331,8 @@ func joinTree(ctx context.Context, o Options, clusters []*localcluster.Cluster, 
 		}
 		return string(out), nil
 	}
-	quiet := []string{"--metrics-bind-address", "0", "--health-bind-address", "0", "--report-interval", "1s"}
+	// Status within a second, for the demo (the default is 10 s).
+	common := []string{"--report-interval", "1s"}
 	// serves picks where a parent's hub (port) or the root's admission
 	// webhook listens: in the cluster's own namespace with the network, a
 	// free port of this host otherwise.
@@ -324,7 +345,16 @@ func joinTree(ctx context.Context, o Options, clusters []*localcluster.Cluster, 
 	endpoints := map[string]string{}
 	for _, s := range Topology {
 		c := byName[s.Name]
-		args := append([]string{"--kubeconfig", c.Kubeconfig}, quiet...)
+		metrics, err := serves(s.Name, "9090")
+		if err != nil {
+			return err
+		}
+		health, err := serves(s.Name, "9091")
+		if err != nil {
+			return err
+		}
+		metricsAddrs[s.Name] = metrics
+		args := append([]string{"--kubeconfig", c.Kubeconfig, "--metrics-bind-address", metrics, "--health-bind-address", health}, common...)
 		args = append(args, nw.gatewayArgs(s.Name)...)
 		if s.Parent != "" {
 			parent := byName[s.Parent]

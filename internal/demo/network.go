@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"io"
-	"io/fs"
 	"net"
 	"net/netip"
 	"os"
@@ -147,13 +146,9 @@ type probe struct {
 // would (libcni, from inside the cluster's site), then pings between them.
 func (n *network) connect(ctx context.Context, o Options, dir string, byName map[string]*localcluster.Cluster) error {
 	root := byName["root"]
-	fmt.Fprintf(o.Out, "Applying the sample network at the root (kubectl apply -f examples/network/): VPC telemetry, a subnet in each of %s\n",
+	fmt.Fprintf(o.Out, "Applying the sample network at the root: VPC telemetry, a subnet in each of %s\n",
 		strings.Join(NetworkClusters, ", "))
-	sub, err := fs.Sub(examples.Network, "network")
-	if err != nil {
-		return err
-	}
-	if err := applyManifests(ctx, root, sub, "examples/network"); err != nil {
+	if err := applyExample(ctx, o, dir, root, examples.Network, "network"); err != nil {
 		return err
 	}
 	cni, err := cniPath(o)

@@ -131,6 +131,9 @@ the cluster name defaults to the name it joined with.`,
 			case name != creds.Cluster:
 				return fmt.Errorf("this cluster joined %s as %q: a middle cluster keeps the name it joined with; drop --cluster-name or pass %q", creds.ParentAddress, creds.Cluster, creds.Cluster)
 			}
+			if err := install.CheckVersion(kube.Discovery()); err != nil {
+				return err
+			}
 			fmt.Fprintln(out, "Installing Fornax's CRDs and admission policy")
 			if err := install.API(ctx, cfg); err != nil {
 				return err
@@ -321,6 +324,10 @@ cluster: its agent role connects to the parent.`,
 			req.Labels = l
 			cfg, kube, _, err := f.clients()
 			if err != nil {
+				return err
+			}
+			// Before the token is spent: an old cluster could not take the CRDs.
+			if err := install.CheckVersion(kube.Discovery()); err != nil {
 				return err
 			}
 			uid, err := join.ClusterUID(ctx, kube)

@@ -367,7 +367,7 @@ func (h *Hub) handle(name string, f *linkpb.ChildFrame) (*linkpb.ParentFrame, er
 	defer h.mu.Unlock()
 	c := h.children[name]
 	c.lastSeen = now
-	framesReceived.WithLabelValues(frameType(f)).Inc()
+	framesReceived.WithLabelValues(link.FrameType(f)).Inc()
 	switch b := f.GetBody().(type) {
 	case *linkpb.ChildFrame_Report:
 		r := b.Report
@@ -510,15 +510,3 @@ func values(m map[string]*linkpb.ClusterState) []*linkpb.ClusterState {
 
 func equalBytes(a, b []byte) bool { return string(a) == string(b) }
 
-func frameType(f *linkpb.ChildFrame) string {
-	switch f.GetBody().(type) {
-	case *linkpb.ChildFrame_Report:
-		return "report"
-	case *linkpb.ChildFrame_Heartbeat:
-		return "heartbeat"
-	case *linkpb.ChildFrame_Ack:
-		return "ack"
-	default:
-		return "other"
-	}
-}

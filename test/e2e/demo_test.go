@@ -70,6 +70,8 @@ func TestDemoUpDown(t *testing.T) {
 				`--ca-hash sha256:[0-9a-f]{8}… --name factory-7 --labels topology\.fornax\.io/org=manufacturing,topology\.fornax\.io/site=factory-7$`),
 			regexp.MustCompile(`(?m)^  eu\s+\$ fornaxctl init --kubeconfig eu/kubeconfig --endpoint [0-9.]+:[0-9]+$`),
 			regexp.MustCompile(`(?m)^  dublin\s+\$ fornaxd --kubeconfig dublin/kubeconfig .* &$`),
+			regexp.MustCompile(`(?m)^  root\s+\$ kubectl --kubeconfig root/kubeconfig apply --server-side -f examples/missions/$`),
+			regexp.MustCompile(`(?m)^  curl -s http://[0-9.]+:[0-9]+/metrics \| grep \^fornax_hub `),
 		} {
 			if !want.MatchString(out) {
 				t.Errorf("run %d: output lacks %s", i+1, want)
@@ -79,6 +81,16 @@ func TestDemoUpDown(t *testing.T) {
 			t.Errorf("second demo up did not say it replaced the first")
 		}
 		checkDemoNetwork(t, out, i == 1 && withNet)
+		// The sample manifests are left in the demo's directory to edit.
+		if _, err := os.Stat(filepath.Join(dir, "examples", "missions", "shop.yaml")); err != nil {
+			t.Errorf("run %d: examples/missions/shop.yaml not in the demo's directory: %v", i+1, err)
+		}
+		// The root's fornaxd serves /metrics where the demo says.
+		if m := regexp.MustCompile(`curl -s (http://\S+/metrics)`).FindStringSubmatch(out); m != nil {
+			if got := sample(scrape(t, m[1]), "fornax_hub_connected_children", nil); got != 2 {
+				t.Errorf("run %d: the root's hub has %v connected children, want 2 (eu, us)", i+1, got)
+			}
+		}
 	}
 	procs, err := localcluster.FindProcesses(dir, 0)
 	if err != nil {
