@@ -509,4 +509,3 @@ func values(m map[string]*linkpb.ClusterState) []*linkpb.ClusterState {
 }
 
 func equalBytes(a, b []byte) bool { return string(a) == string(b) }
-
