@@ -12,7 +12,6 @@ import (
 	"syscall"
 
 	"github.com/go-logr/logr"
-	"github.com/spf13/cobra"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/fornax-edge/fornax/internal/fornaxctl"
@@ -26,7 +25,7 @@ func main() {
 	cmd := fornaxctl.NewCommand()
 	if filepath.Base(os.Args[0]) == "kubectl-fornax" {
 		// Help as kubectl shows the plugin.
-		cmd.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl fornax"}
+		fornaxctl.AsKubectlPlugin(cmd)
 	}
 	err := cmd.ExecuteContext(ctx)
 	stop()

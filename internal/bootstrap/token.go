@@ -49,10 +49,10 @@ var (
 
 // Token describes a stored token (without its secret).
 type Token struct {
-	ID            string
-	Expires       time.Time
-	UsesRemaining int
-	Description   string
+	ID            string    `json:"id"`
+	Expires       time.Time `json:"expires"`
+	UsesRemaining int       `json:"usesRemaining"`
+	Description   string    `json:"description,omitempty"`
 }
 
 func random(n int) (string, error) {
@@ -133,7 +133,7 @@ func List(ctx context.Context, cs kubernetes.Interface, namespace string) ([]Tok
 func Delete(ctx context.Context, cs kubernetes.Interface, namespace, id string) error {
 	err := cs.CoreV1().Secrets(namespace).Delete(ctx, secretPrefix+id, metav1.DeleteOptions{})
 	if apierrors.IsNotFound(err) {
-		return fmt.Errorf("no token with id %q", id)
+		return fmt.Errorf("no token with id %q: 'fornaxctl token list' shows the tokens", id)
 	}
 	return err
 }

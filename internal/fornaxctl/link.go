@@ -240,9 +240,10 @@ func newTokenCommand() *cobra.Command {
 	create.Flags().StringVar(&desc, "description", "", "what the token is for")
 
 	var lf clusterFlags
+	var listOutput string
 	list := &cobra.Command{
 		Use: "list", Short: "List join tokens (never their secrets)", Args: cobra.NoArgs,
-		Example: "  fornaxctl token list --kubeconfig root.kubeconfig",
+		Example: "  fornaxctl token list --kubeconfig root.kubeconfig\n  fornaxctl token list -o json",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			_, kube, _, err := lf.clients()
 			if err != nil {
@@ -250,6 +251,9 @@ func newTokenCommand() *cobra.Command {
 			}
 			tokens, err := bootstrap.List(cmd.Context(), kube, lf.namespace)
 			if err != nil {
+				return err
+			}
+			if done, err := printStructured(cmd.OutOrStdout(), listOutput, tokens); done {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
@@ -265,6 +269,7 @@ func newTokenCommand() *cobra.Command {
 		},
 	}
 	lf.add(list)
+	list.Flags().StringVarP(&listOutput, "output", "o", "table", "table, yaml or json")
 	var df clusterFlags
 	del := &cobra.Command{
 		Use: "delete ID", Short: "Delete a join token", Args: cobra.ExactArgs(1),
@@ -388,6 +393,9 @@ func newGetCommand() *cobra.Command {
   fornaxctl get clusters -o yaml`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if tree && output != "table" {
+				return fmt.Errorf("--tree draws the tree and takes no -o %s: drop one of them", output)
+			}
 			_, _, c, err := f.clients()
 			if err != nil {
 				return err

@@ -4,6 +4,7 @@ package fornaxctl
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -39,6 +40,32 @@ clusters at any depth, and reports their status back to the root.`,
 			fmt.Fprintln(cmd.OutOrStdout(), version.Get())
 		},
 	})
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "completion" {
+			c.Example = `  # bash, for this shell
+  source <(fornaxctl completion bash)
+  # zsh, for every new shell
+  fornaxctl completion zsh > "${fpath[1]}/_fornaxctl"`
+			for _, sh := range c.Commands() {
+				sh.Example = "  fornaxctl completion " + sh.Name() + " --help    # where to put it for " + sh.Name()
+			}
+		}
+	}
 	root.AddCommand(newInitCommand(), newTokenCommand(), newJoinCommand(), newGetCommand(), newRemoveCommand(), newMissionCommand(), newDescribeCommand(), newDemoCommand())
 	return root
+}
+
+// AsKubectlPlugin adjusts the help for the name kubectl shows the plugin
+// under: "kubectl fornax", in the usage lines and every example.
+func AsKubectlPlugin(root *cobra.Command) {
+	root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl fornax"}
+	var walk func(*cobra.Command)
+	walk = func(c *cobra.Command) {
+		c.Example = strings.ReplaceAll(c.Example, "fornaxctl ", "kubectl fornax ")
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(root)
 }
