@@ -24,7 +24,7 @@ var (
 	})
 	objectsSent = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "fornax_hub_objects_sent_total",
-		Help: "Objects (missions and their deletions) sent down to children.",
+		Help: "Objects (missions, VPCs, Subnets, Gateways and their deletions) sent down to children.",
 	})
 	fullReports = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "fornax_hub_full_reports_total",

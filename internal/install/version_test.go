@@ -8,9 +8,9 @@ import (
 func TestCheckVersion(t *testing.T) {
 	for v, ok := range map[string]bool{
 		"v1.37.1":       true,
-		"v1.30.0":       true,
+		"v1.31.0":       true,
 		"v1.31.4+k3s1":  true,
-		"v1.29.9":       false,
+		"v1.30.9":       false,
 		"v1.28.15+k3s1": false,
 	} {
 		err := checkVersion(v)

@@ -20,7 +20,7 @@ import (
 
 // BenchmarkResync measures what a partition costs, on a real cut (network
 // namespaces; root only): a root and one edge holding 1,000 ConfigMap
-// missions, default keepalives (10 s / 5 s), report interval 1 s, heartbeat
+// missions, keepalives 10 s / 5 s (the default time is 15 s), report interval 1 s, heartbeat
 // 60 s (so none falls in a measurement).
 //
 //   - detect: the edge's uplink cut → the root shows it Offline;
