@@ -303,7 +303,7 @@ func ping(nsPath string, to netip.Addr, timeout time.Duration) (time.Duration, e
 		if err != nil {
 			return fmt.Errorf("opening an ICMP socket: %w", err)
 		}
-		defer conn.Close()
+		defer func() { _ = conn.Close() }()
 		id, seq := os.Getpid()&0xffff, int(time.Now().UnixNano()&0xffff)
 		req, err := (&icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("fornax demo")}}).Marshal(nil)
 		if err != nil {
