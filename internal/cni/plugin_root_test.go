@@ -20,7 +20,6 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	"github.com/containernetworking/cni/pkg/types"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	corev1 "k8s.io/api/core/v1"
@@ -303,16 +302,7 @@ func checkWired(t *testing.T, p *pod, want netip.Prefix) {
 // echo listens in the pod's namespace and echoes what it reads.
 func echo(t *testing.T, p *pod, addr netip.Addr) {
 	t.Helper()
-	pns, err := ns.GetNS(p.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = pns.Close() }()
-	var ln net.Listener
-	err = pns.Do(func(ns.NetNS) (err error) {
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(addr, echoPort).String())
-		return err
-	})
+	ln, err := netlab.ListenIn(p.path, "tcp", netip.AddrPortFrom(addr, echoPort).String())
 	if err != nil {
 		t.Fatalf("listening in pod %s: %v", p.name, err)
 	}
@@ -335,17 +325,9 @@ func echo(t *testing.T, p *pod, addr netip.Addr) {
 // the answer.
 func talk(t *testing.T, from *pod, to netip.Addr) {
 	t.Helper()
-	pns, err := ns.GetNS(from.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = pns.Close() }()
-	var conn net.Conn
-	err = pns.Do(func(ns.NetNS) (err error) {
-		d := net.Dialer{Timeout: 10 * time.Second}
-		conn, err = d.DialContext(t.Context(), "tcp", netip.AddrPortFrom(to, echoPort).String())
-		return err
-	})
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	conn, err := netlab.DialIn(ctx, from.path, "tcp", netip.AddrPortFrom(to, echoPort).String())
 	if err != nil {
 		t.Fatalf("connecting from pod %s to %s: %v", from.name, to, err)
 	}

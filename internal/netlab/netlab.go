@@ -349,13 +349,16 @@ func RunIn(path string, f func() error) error {
 // NetNSPath is the site's namespace as a path, for nsenter --net.
 func (s *Site) NetNSPath() string { return filepath.Join("/var/run/netns", s.nsName) }
 
-// inNS runs f inside the site's namespace: a socket f creates stays there.
-func (s *Site) inNS(f func() error) error { return RunIn(s.NetNSPath(), f) }
-
 // Listen listens inside the site's namespace.
 func (s *Site) Listen(network, addr string) (net.Listener, error) {
+	return ListenIn(s.NetNSPath(), network, addr)
+}
+
+// ListenIn listens inside the network namespace at path (a site's, a
+// pod's): the listener stays there.
+func ListenIn(path, network, addr string) (net.Listener, error) {
 	var l net.Listener
-	err := s.inNS(func() (err error) {
+	err := RunIn(path, func() (err error) {
 		l, err = net.Listen(network, addr)
 		return err
 	})
@@ -370,8 +373,14 @@ func (s *Site) Command(path string, args ...string) []string {
 // DialContext opens a connection from inside the site's namespace: the test
 // process reaches a site whose uplink is cut.
 func (s *Site) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	return DialIn(ctx, s.NetNSPath(), network, addr)
+}
+
+// DialIn opens a connection from inside the network namespace at path (a
+// site's, a pod's), as a process there would.
+func DialIn(ctx context.Context, path, network, addr string) (net.Conn, error) {
 	var conn net.Conn
-	err := s.inNS(func() (err error) {
+	err := RunIn(path, func() (err error) {
 		// The connect may wait, on this same locked thread.
 		var d net.Dialer
 		conn, err = d.DialContext(ctx, network, addr)

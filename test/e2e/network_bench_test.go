@@ -18,7 +18,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
@@ -368,17 +367,9 @@ func echoServer(b *testing.B, p *netPod) {
 // rttSamples round trips of 1 byte each way, after rttWarmup.
 func roundTrips(b *testing.B, from, to *netPod) []time.Duration {
 	b.Helper()
-	pns, err := ns.GetNS(from.nsPath)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = pns.Close() }()
-	var conn net.Conn
-	err = pns.Do(func(ns.NetNS) (err error) {
-		d := net.Dialer{Timeout: 10 * time.Second}
-		conn, err = d.DialContext(b.Context(), "tcp", netip.AddrPortFrom(to.addr, echoPort).String())
-		return err
-	})
+	ctx, cancel := context.WithTimeout(b.Context(), 10*time.Second)
+	defer cancel()
+	conn, err := netlab.DialIn(ctx, from.nsPath, "tcp", netip.AddrPortFrom(to.addr, echoPort).String())
 	if err != nil {
 		b.Fatalf("connecting from %s to %s's echo server: %v", from.name, to.name, err)
 	}

@@ -18,7 +18,6 @@ import (
 
 	"github.com/containernetworking/cni/libcni"
 	types100 "github.com/containernetworking/cni/pkg/types/100"
-	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	corev1 "k8s.io/api/core/v1"
@@ -300,16 +299,8 @@ func (nt *netTest) attach(p *netPod, timeout time.Duration) {
 func (nt *netTest) serve(p *netPod) {
 	t := nt.t
 	t.Helper()
-	pns, err := ns.GetNS(p.nsPath)
+	ln, err := netlab.ListenIn(p.nsPath, "tcp", netip.AddrPortFrom(p.addr, podPort).String())
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = pns.Close() }()
-	var ln net.Listener
-	if err := pns.Do(func(ns.NetNS) (err error) {
-		ln, err = net.Listen("tcp", netip.AddrPortFrom(p.addr, podPort).String())
-		return err
-	}); err != nil {
 		t.Fatalf("listening in pod %s: %v", p.name, err)
 	}
 	t.Cleanup(func() { _ = ln.Close() })
@@ -328,17 +319,9 @@ func (nt *netTest) serve(p *netPod) {
 // talk opens a TCP connection from inside the pod's namespace to addr's
 // podPort and returns who answered.
 func talk(ctx context.Context, from *netPod, to netip.Addr, timeout time.Duration) (string, error) {
-	pns, err := ns.GetNS(from.nsPath)
-	if err != nil {
-		return "", err
-	}
-	defer func() { _ = pns.Close() }()
-	var conn net.Conn
-	err = pns.Do(func(ns.NetNS) (err error) {
-		d := net.Dialer{Timeout: timeout}
-		conn, err = d.DialContext(ctx, "tcp", netip.AddrPortFrom(to, podPort).String())
-		return err
-	})
+	dctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	conn, err := netlab.DialIn(dctx, from.nsPath, "tcp", netip.AddrPortFrom(to, podPort).String())
 	if err != nil {
 		return "", err
 	}
