@@ -116,6 +116,8 @@ var Figures = []Figure{
 	{"mission_to_all_10000_clusters_s", "BenchmarkHubScale/10000", "mission-to-all-s", "s", 1, "<= 30", "as above, 10,000 clusters"},
 	{"mission_on_every_edgecluster_s_10000_clusters", "BenchmarkHubScale/10000", "mission-on-every-edgecluster-s", "s", 1, "", "as above, Create → every EdgeCluster's status shows the mission (the hub's status queue drained)"},
 	{"offline_10pct_s_10000_clusters", "BenchmarkHubScale/10000", "offline-10pct-s", "s", 1, "", "1,000 of 10,000 streams closed (the hub settled) → the root shows the 1,000 Offline"},
+	{"offline_10pct_in_backlog_s_10000_clusters", "BenchmarkHubScale/10000", "offline-10pct-in-backlog-s", "s", 1, "",
+		"1,000 of 10,000 streams closed while the hub writes every EdgeCluster's missions summary (a mission to all changed) → the root shows the 1,000 Offline (link changes go first)"},
 	{"storm_all_connected_s_10000_clusters", "BenchmarkHubScale/10000", "storm-all-connected-s", "s", 1, "", "every stream of 10,000 dropped at once → all Connected at the root again"},
 	{"storm_peak_hub_rss_mib_10000_clusters", "BenchmarkHubScale/10000", "storm-peak-hub-MiB", "MiB", 1, "", "hub peak RSS during that storm (sampled every 200 ms)"},
 	{"agent_rss_mib_idle", "BenchmarkAgent", "agent-MiB-idle", "MiB", 1, "<= 50", "a leaf fornaxd's RSS, idle"},
