@@ -35,3 +35,15 @@ func TestNetworkWantedRefusesUnknownModes(t *testing.T) {
 		t.Errorf("--network off: %v, %v", on, err)
 	}
 }
+
+func TestShowCommandShortensSecretsAndPaths(t *testing.T) {
+	got := showCommand("/tmp/demo", []string{"join", "--kubeconfig", "/tmp/demo/eu/kubeconfig", "--token", "abcdef.0123456789abcdef",
+		"--ca-hash", "sha256:0123456789abcdef0123", "--description", "demo: eu"})
+	want := "join --kubeconfig eu/kubeconfig --token abcdef.… --ca-hash sha256:01234567… --description 'demo: eu'"
+	if got != want {
+		t.Errorf("showCommand:\n got %s\nwant %s", got, want)
+	}
+	if strings.Contains(got, "0123456789abcdef") {
+		t.Error("the token's secret is shown")
+	}
+}
