@@ -53,7 +53,7 @@ lint: ## gofmt, go vet and golangci-lint (.golangci.yml).
 	@$(BIN)/golangci-lint run ./...
 
 .PHONY: test
-test: tools verify-generate lint ## Build what is needed and run every test (real clusters; about 12 min with tools built).
+test: tools verify-generate lint ## Build what is needed and run every test (real clusters; about 15 min with tools built).
 	@$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
 
 .PHONY: bench
